@@ -1,0 +1,418 @@
+// qcow2 open, read, write, zeroing, discard, flush and close.
+#include "block/qcow2/qcow2.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "block/qcow2/qcow2-entry.h"
+
+namespace qzns::qcow2 {
+
+namespace {
+// Bound on dirty metadata tables before a write triggers a flush of metadata on its own.
+constexpr size_t kMaxDirtyTables = 4096;
+// Largest run one allocating write claims at a time.
+constexpr uint64_t kMaxAllocRunBytes = 16ull << 20;
+}  // namespace
+
+Image::Image(std::unique_ptr<File> file) : file_(std::move(file)) {}
+
+Image::~Image() {
+    if (!closed_) (void)Close();
+}
+
+Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, OpenFlags flags,
+                                           std::unique_ptr<BlockDriver> backing) {
+    std::unique_ptr<Image> img(new Image(std::move(file)));
+    img->backing_ = std::move(backing);
+    QZNS_TRY(img->ParseHeader());
+    QZNS_TRY(img->ReadSnapshots());
+    QZNS_ASSIGN(uint64_t fsize, img->file_->Size());
+    uint64_t cs = img->cluster_size_;
+    img->file_end_ = (fsize + cs - 1) / cs * cs;
+    img->initial_eof_ = img->file_end_;
+    // Caches sized to cover 32 MiB of L2 tables and 4 MiB of refcount blocks.
+    img->l2_cache_.Init(img->file_.get(), cs, (32u << 20) / cs);
+    img->refblock_cache_.Init(img->file_.get(), cs, (4u << 20) / cs);
+
+    if (img->has_zoned_ext_) {
+        img->info_.foreign_writer = !(img->info_.autoclear_features & kAutoclearZoned);
+        // A foreign writer may have resized the disk or reused the zone tables' clusters.
+        if (img->info_.foreign_writer || img->info_.seed_layout) {
+            Status st = img->ValidateZonedTables();
+            if (!st.ok()) img->info_.zoned_problem = st.message();
+        }
+    }
+
+    if (flags.write) {
+        const ImageInfo& in = img->info_;
+        if (in.corrupt && !flags.check_mode)
+            return Status::Error(EUCLEAN, "image is marked corrupt; run 'qzns-img check -r all' to repair it");
+        if (in.dirty && !flags.check_mode)
+            return Status::Error(EUCLEAN, "image has the dirty bit set (lazy refcounts were not written back); "
+                                          "run 'qzns-img check -r all' first");
+        if (!in.snapshots.empty())
+            return Status::Error(ENOTSUP, "image has internal snapshots; qzns opens such images read-only");
+        if (in.seed_layout)
+            return Status::Error(ENOTSUP, "images in the seed series' zoned layout are read-only; "
+                                          "convert them with 'qzns-img convert'");
+        if (!in.zoned_problem.empty() && !flags.check_mode)
+            return Status::Error(EUCLEAN, "zoned metadata is invalid: " + in.zoned_problem +
+                                              "; run 'qzns-img check -r all'");
+        img->writable_ = true;
+        uint64_t autoclear = in.autoclear_features & kAutoclearZoned;  // drop bits we do not maintain
+        bool was_in_use = img->info_.zoned_in_use;
+        if (img->has_zoned_ext_ && in.zoned_problem.empty()) {
+            autoclear |= kAutoclearZoned;
+            img->zoned_ext_.flags |= kZonedFlagInUse;
+        }
+        if (autoclear != in.autoclear_features || (img->has_zoned_ext_ && !was_in_use)) {
+            img->info_.autoclear_features = autoclear;
+            QZNS_TRY(img->WriteHeader());
+            QZNS_TRY(img->file_->Sync());
+        }
+    }
+    return img;
+}
+
+Status Image::CheckWritable() const {
+    if (closed_) return Status::Error(EBADF, "image is closed");
+    if (!writable_) {
+        if (info_.corrupt) return Status::Error(EUCLEAN, "image is corrupt; run 'qzns-img check -r all'");
+        return Status::Error(EROFS, "image is opened read-only");
+    }
+    return Status::Ok();
+}
+
+Status Image::MarkCorrupt(const std::string& why) {
+    std::string msg = "image is corrupt: " + why + "; run 'qzns-img check -r all'";
+    if (writable_) {
+        writable_ = false;  // refuse further writes before anything else can go wrong
+        info_.corrupt = true;
+        Status st = SetIncompatBit(kIncompatCorrupt, true);
+        (void)st;
+    }
+    return Status::Error(EUCLEAN, msg);
+}
+
+void Image::WaitClusterIdle(std::unique_lock<std::mutex>& lk, uint64_t guest_cluster) {
+    cluster_idle_cv_.wait(lk, [&] { return !inflight_alloc_.count(guest_cluster); });
+}
+
+Status Image::ReadUnallocated(uint64_t off, uint8_t* buf, uint64_t len) {
+    if (!backing_) {
+        std::memset(buf, 0, len);
+        return Status::Ok();
+    }
+    uint64_t bsize = backing_->size();
+    uint64_t n = off < bsize ? std::min(len, bsize - off) : 0;
+    if (n) QZNS_TRY(backing_->Read(off, buf, n));
+    std::memset(buf + n, 0, len - n);
+    return Status::Ok();
+}
+
+Status Image::Read(uint64_t off, void* buf, uint64_t len) {
+    if (closed_) return Status::Error(EBADF, "image is closed");
+    if (off > size_ || len > size_ - off)
+        return Status::Error(EINVAL, "read beyond the end of the disk");
+    return ReadInternal(off, static_cast<uint8_t*>(buf), len);
+}
+
+Status Image::ReadInternal(uint64_t off, uint8_t* buf, uint64_t len) {
+    std::vector<uint8_t> cbuf;
+    while (len > 0) {
+        Mapping m;
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            QZNS_ASSIGN(m, LookupMapping(off, len));
+        }
+        uint64_t n = m.run_bytes;
+        uint64_t in_cluster = off & (cluster_size_ - 1);
+        switch (KindOf(m.l2_entry, info_.version)) {
+        case ClusterKind::kNormal:
+            QZNS_TRY(file_->Pread(buf, n, (m.l2_entry & kL2OffsetMask) + in_cluster));
+            break;
+        case ClusterKind::kUnallocated:
+            QZNS_TRY(ReadUnallocated(off, buf, n));
+            break;
+        case ClusterKind::kZeroPlain:
+        case ClusterKind::kZeroAlloc:
+            std::memset(buf, 0, n);
+            break;
+        case ClusterKind::kCompressed:
+            cbuf.resize(cluster_size_);
+            QZNS_TRY(ReadCompressed(m.l2_entry, cbuf.data()));
+            std::memcpy(buf, cbuf.data() + in_cluster, n);
+            break;
+        }
+        off += n;
+        buf += n;
+        len -= n;
+    }
+    return Status::Ok();
+}
+
+Status Image::Write(uint64_t off, const void* buf, uint64_t len) {
+    QZNS_TRY(CheckWritable());
+    if (off > size_ || len > size_ - off)
+        return Status::Error(EINVAL, "write beyond the end of the disk");
+    return WriteInternal(off, static_cast<const uint8_t*>(buf), len);
+}
+
+Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
+    std::vector<uint8_t> bounce;
+    while (len > 0) {
+        std::unique_lock<std::mutex> lk(mu_);
+        QZNS_TRY(CheckWritable());
+        uint64_t gc = off >> cluster_bits_;
+        WaitClusterIdle(lk, gc);
+        QZNS_ASSIGN(Mapping m, LookupMapping(off, std::min(len, kMaxAllocRunBytes)));
+        ClusterKind kind = KindOf(m.l2_entry, info_.version);
+        uint64_t in_cluster = off & (cluster_size_ - 1);
+        if (kind == ClusterKind::kNormal) {
+            uint64_t host = (m.l2_entry & kL2OffsetMask) + in_cluster;
+            uint64_t n = m.run_bytes;
+            lk.unlock();
+            QZNS_TRY(file_->Pwrite(buf, n, host));
+            off += n;
+            buf += n;
+            len -= n;
+            continue;
+        }
+
+        // Allocating write: claim the run's clusters so no other writer fills them meanwhile.
+        uint64_t n = m.run_bytes;
+        uint64_t k = (in_cluster + n + cluster_size_ - 1) >> cluster_bits_;
+        if (kind == ClusterKind::kCompressed) k = 1;
+        bool busy = false;
+        for (uint64_t i = 0; i < k && !busy; i++) busy = inflight_alloc_.count(gc + i) > 0;
+        if (busy) {
+            k = 1;  // the first cluster is idle (waited above); take just that one
+            n = std::min(n, uint64_t{cluster_size_} - in_cluster);
+        }
+        QZNS_ASSIGN(uint64_t host, AllocClusters(k));
+        for (uint64_t i = 0; i < k; i++) inflight_alloc_.insert(gc + i);
+        bool known_zero = host >= initial_eof_ && !backing_ &&
+                          (kind == ClusterKind::kUnallocated || kind == ClusterKind::kZeroPlain);
+        uint64_t old_entry = m.l2_entry;
+        lk.unlock();
+
+        Status st;
+        uint64_t span = k << cluster_bits_;
+        if (known_zero || (in_cluster == 0 && n == span)) {
+            st = file_->Pwrite(buf, n, host + in_cluster);
+        } else {
+            // Fill the parts of the first and last cluster the request does not cover from what
+            // the guest saw there before (backing file, zeros, or the compressed cluster).
+            bounce.resize(span);
+            if (kind == ClusterKind::kCompressed) {
+                st = ReadCompressed(old_entry, bounce.data());
+            } else if (kind == ClusterKind::kUnallocated) {
+                uint64_t base = gc << cluster_bits_;
+                st = ReadUnallocated(base, bounce.data(), in_cluster);
+                if (st.ok()) {
+                    uint64_t tail = in_cluster + n;
+                    st = ReadUnallocated(base + tail, bounce.data() + tail, span - tail);
+                }
+            } else {
+                std::memset(bounce.data(), 0, span);
+            }
+            if (st.ok()) {
+                std::memcpy(bounce.data() + in_cluster, buf, n);
+                st = file_->Pwrite(bounce.data(), span, host);
+            }
+        }
+
+        lk.lock();
+        if (st.ok()) {
+            for (uint64_t i = 0; i < k && st.ok(); i++) {
+                st = SetL2Entry((gc + i) << cluster_bits_, (host + (i << cluster_bits_)) | kOflagCopied);
+                if (!st.ok()) break;
+                uint64_t old = old_entry;
+                if (kind == ClusterKind::kZeroAlloc) old = (old_entry & kL2OffsetMask) + (i << cluster_bits_);
+                if (kind == ClusterKind::kZeroAlloc || (kind == ClusterKind::kCompressed && i == 0))
+                    st = FreeL2EntryTarget(kind == ClusterKind::kZeroAlloc ? (old | kOflagCopied) : old);
+            }
+            file_end_ = std::max(file_end_, host + span);
+        } else {
+            // Nothing references the new clusters yet: give them back at once.
+            Status undo = UpdateRefcount(host, span, -1);
+            (void)undo;
+        }
+        for (uint64_t i = 0; i < k; i++) inflight_alloc_.erase(gc + i);
+        cluster_idle_cv_.notify_all();
+        if (st.ok() && l2_cache_.dirty_count() + refblock_cache_.dirty_count() > kMaxDirtyTables)
+            st = FlushMetadataLocked();
+        lk.unlock();
+        QZNS_TRY(st);
+        off += n;
+        buf += n;
+        len -= n;
+    }
+    return Status::Ok();
+}
+
+Status Image::WriteZeroes(uint64_t off, uint64_t len, bool may_unmap) {
+    QZNS_TRY(CheckWritable());
+    if (off > size_ || len > size_ - off)
+        return Status::Error(EINVAL, "write beyond the end of the disk");
+    return ZeroOrDiscardLocked(off, len, false, may_unmap);
+}
+
+Status Image::Discard(uint64_t off, uint64_t len) {
+    QZNS_TRY(CheckWritable());
+    if (off > size_ || len > size_ - off)
+        return Status::Error(EINVAL, "discard beyond the end of the disk");
+    return ZeroOrDiscardLocked(off, len, true, true);
+}
+
+Status Image::ZeroOrDiscardLocked(uint64_t off, uint64_t len, bool discard, bool may_unmap) {
+    uint64_t cs = cluster_size_;
+    uint64_t head_end = std::min(off + len, (off + cs - 1) / cs * cs);
+    uint64_t tail_start = std::max(head_end, (off + len) / cs * cs);
+    bool partial_zeroing = !discard || info_.version < 3;
+    if (!discard && info_.version < 3) {
+        // Version 2 has no zero flag: write the zeros.
+        std::vector<uint8_t> zeros(std::min<uint64_t>(len, 1 << 20), 0);
+        while (len > 0) {
+            uint64_t n = std::min<uint64_t>(len, zeros.size());
+            QZNS_TRY(WriteInternal(off, zeros.data(), n));
+            off += n;
+            len -= n;
+        }
+        return Status::Ok();
+    }
+    if (partial_zeroing) {
+        std::vector<uint8_t> zeros(cs, 0);
+        if (head_end > off) QZNS_TRY(WriteInternal(off, zeros.data(), head_end - off));
+        if (off + len > tail_start) QZNS_TRY(WriteInternal(tail_start, zeros.data(), off + len - tail_start));
+    }
+    if (discard && info_.version < 3 && backing_) return Status::Ok();  // nothing safe to do
+
+    std::unique_lock<std::mutex> lk(mu_);
+    for (uint64_t pos = head_end; pos < tail_start;) {
+        WaitClusterIdle(lk, pos / cs);
+        QZNS_TRY(CheckWritable());
+        QZNS_ASSIGN(Mapping m, LookupMapping(pos, cs));
+        ClusterKind kind = KindOf(m.l2_entry, info_.version);
+        uint64_t target;
+        if (!discard && !may_unmap && kind == ClusterKind::kNormal)
+            target = (m.l2_entry & kL2OffsetMask) | kOflagZero | kOflagCopied;
+        else if (!discard || backing_)
+            target = kOflagZero;
+        else
+            target = 0;
+        if (target != m.l2_entry && !(target == 0 && kind == ClusterKind::kUnallocated)) {
+            QZNS_TRY(SetL2Entry(pos, target));
+            if (!(target & kL2OffsetMask)) QZNS_TRY(FreeL2EntryTarget(m.l2_entry));
+        }
+        pos += cs;
+    }
+    return Status::Ok();
+}
+
+Status Image::FlushMetadataLocked() {
+    if (!writable_) return Status::Ok();
+    QZNS_ASSIGN(uint64_t fsize, file_->Size());
+    // Every cluster handed out must lie inside the file for other tools (they read past EOF
+    // as an error in some checks).
+    if (fsize < file_end_) QZNS_TRY(file_->Truncate(file_end_));
+    if (!metadata_dirty_ && pending_frees_.empty()) return file_->Sync();
+
+    // 1. Refcount increments (and new refcount blocks) before anything points to the clusters.
+    if (refblock_cache_.dirty_count() || reftable_dirty_) {
+        QZNS_TRY(refblock_cache_.WriteDirty());
+        if (reftable_dirty_) {
+            QZNS_TRY(file_->Sync());
+            std::vector<uint8_t> raw(reftable_.size() * 8);
+            for (size_t i = 0; i < reftable_.size(); i++) store_be64(&raw[i * 8], reftable_[i]);
+            QZNS_TRY(file_->Pwrite(raw.data(), raw.size(), refcount_table_offset_));
+            reftable_dirty_ = false;
+        }
+    }
+    // 2. Data and refcounts durable, then the L2 tables that map the data.
+    QZNS_TRY(file_->Sync());
+    if (l2_cache_.dirty_count() || !dirty_l1_.empty()) {
+        QZNS_TRY(l2_cache_.WriteDirty());
+        // 3. New L2 tables durable before the L1 entries that point to them.
+        if (!dirty_l1_.empty()) {
+            QZNS_TRY(file_->Sync());
+            for (uint32_t i : dirty_l1_) {
+                be64 v(l1_[i]);
+                QZNS_TRY(file_->Pwrite(&v, 8, l1_table_offset_ + uint64_t{i} * 8));
+            }
+            dirty_l1_.clear();
+        }
+        QZNS_TRY(file_->Sync());
+    }
+    metadata_dirty_ = false;
+    // 4. Only now may freed clusters lose their references: the L2 entries that used them are
+    // durably gone. The decrements reach the disk with the next flush; a crash before that
+    // merely leaks the clusters.
+    if (!pending_frees_.empty()) {
+        QZNS_TRY(ApplyPendingFrees());
+        QZNS_TRY(refblock_cache_.WriteDirty());
+    }
+    return Status::Ok();
+}
+
+Status Image::Flush() {
+    if (closed_) return Status::Error(EBADF, "image is closed");
+    std::lock_guard<std::mutex> lk(mu_);
+    return FlushMetadataLocked();
+}
+
+Result<BlockStatus> Image::GetStatus(uint64_t off, uint64_t len) {
+    if (off >= size_) return Status::Error(EINVAL, "status query beyond the end of the disk");
+    len = std::min(len, size_ - off);
+    Mapping m;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        QZNS_ASSIGN(m, LookupMapping(off, len));
+    }
+    BlockStatus bs;
+    bs.bytes = m.run_bytes;
+    switch (KindOf(m.l2_entry, info_.version)) {
+    case ClusterKind::kUnallocated:
+        if (backing_ && off < backing_->size()) {
+            QZNS_ASSIGN(BlockStatus b, backing_->GetStatus(off, std::min(bs.bytes, backing_->size() - off)));
+            bs.bytes = b.bytes;
+            bs.zero = b.zero;
+            bs.data = b.data;
+        } else {
+            bs.zero = true;
+        }
+        break;
+    case ClusterKind::kZeroPlain:
+    case ClusterKind::kZeroAlloc:
+        bs.allocated = bs.zero = true;
+        break;
+    case ClusterKind::kNormal:
+        bs.allocated = bs.data = true;
+        bs.host_offset = (m.l2_entry & kL2OffsetMask) + (off & (cluster_size_ - 1));
+        break;
+    case ClusterKind::kCompressed:
+        bs.allocated = bs.data = bs.compressed = true;
+        break;
+    }
+    return bs;
+}
+
+Status Image::Close() {
+    if (closed_) return Status::Ok();
+    Status st;
+    if (writable_) {
+        std::lock_guard<std::mutex> lk(mu_);
+        st = FlushMetadataLocked();
+        if (st.ok()) st = FlushMetadataLocked();  // writes back the frees applied by the first
+        if (st.ok() && has_zoned_ext_ && (zoned_ext_.flags & kZonedFlagInUse)) {
+            zoned_ext_.flags &= static_cast<uint8_t>(~kZonedFlagInUse);
+            st = WriteHeader();
+            if (st.ok()) st = file_->Sync();
+        }
+    }
+    closed_ = true;
+    return st;
+}
+
+}  // namespace qzns::qcow2

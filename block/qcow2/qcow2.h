@@ -1,0 +1,265 @@
+// The qcow2 v3 format driver: an image whose guest clusters are mapped through L1/L2 tables and
+// whose host clusters are reference counted. This class is split by concern like QEMU's driver:
+//   qcow2-header.cc    header and extensions (parse, validate, rewrite)
+//   qcow2-cache.cc     cache of L2 tables and refcount blocks with write-back ordering
+//   qcow2-refcount.cc  refcounts, cluster allocation and freeing
+//   qcow2-cluster.cc   guest -> host mapping (L1/L2), allocation of data clusters
+//   qcow2-compress.cc  compressed clusters (read only)
+//   qcow2-snapshot.cc  snapshot table (read only)
+//   qcow2-zoned.cc     the zoned extension: geometry and zone tables
+//   qcow2-check.cc     consistency check and repair
+//   qcow2-create.cc    image creation
+//   qcow2.cc           open, read, write, flush, close
+//
+// Crash consistency (every write path keeps it): a refcount increment is durable before any L2
+// entry that points to the cluster; guest data is durable before the L2 entry that maps it; an
+// L2 entry is cleared durably before the cluster's refcount drops (so a freed cluster can never
+// be mapped by a stale table). A crash can therefore only leak clusters, which `check -r leaks`
+// repairs, never map wrong data.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "block/block-driver.h"
+#include "block/qcow2/format.h"
+#include "block/qcow2/qcow2-cache.h"
+
+namespace qzns::qcow2 {
+
+struct ZonedGeometry {
+    ZonedProfile profile = ZonedProfile::kZns;
+    uint64_t zone_size = 0;      // bytes
+    uint64_t zone_capacity = 0;  // bytes
+    uint32_t nr_zones = 0;
+    uint32_t nr_conv_zones = 0;
+    uint32_t max_open_zones = 0;    // 0 = no limit
+    uint32_t max_active_zones = 0;  // 0 = no limit
+    uint32_t max_append_bytes = 0;
+    uint32_t zd_extension_size = 0;
+};
+
+// Checks and completes a geometry for a disk of disk_size bytes (fills nr_zones). The messages
+// name the create option to change.
+Status ValidateZonedGeometry(uint64_t disk_size, ZonedGeometry* g);
+
+struct CreateOptions {
+    uint64_t size = 0;
+    uint32_t cluster_size = 65536;
+    uint32_t refcount_bits = 16;
+    std::string backing_file;
+    std::string backing_format;
+    // "off", "metadata" (all L2 tables allocated) or "full" (every data cluster allocated and
+    // zeroed).
+    std::string preallocation = "off";
+    std::optional<ZonedGeometry> zoned;
+};
+Status Create(std::unique_ptr<File> file, const CreateOptions& opts);
+
+struct SnapshotInfo {
+    std::string id;
+    std::string name;
+    uint64_t l1_table_offset = 0;
+    uint32_t l1_size = 0;
+    uint64_t vm_state_size = 0;
+    uint32_t date_sec = 0;
+    uint64_t vm_clock_nsec = 0;
+};
+
+// What `qzns-img check` reports; exit codes follow qemu-img check.
+struct CheckResult {
+    uint64_t corruptions = 0;
+    uint64_t leaks = 0;
+    uint64_t corruptions_fixed = 0;
+    uint64_t leaks_fixed = 0;
+    uint64_t check_errors = 0;
+    uint64_t allocated_clusters = 0;
+    uint64_t total_clusters = 0;
+    uint64_t fragmented_clusters = 0;
+    uint64_t compressed_clusters = 0;
+    uint64_t image_end_offset = 0;
+    uint64_t zone_errors = 0;          // zone metadata problems (counted in corruptions too)
+    uint64_t stale_zone_clusters = 0;  // clusters past a zone's wp (harmless, reclaimable)
+    std::vector<std::string> messages;  // one line per finding, qemu-img style
+};
+enum class RepairMode { kNone, kLeaks, kAll };
+
+struct ImageInfo {
+    uint32_t version = 3;
+    uint32_t cluster_size = 0;
+    uint32_t refcount_bits = 0;
+    uint64_t incompatible_features = 0;
+    uint64_t compatible_features = 0;
+    uint64_t autoclear_features = 0;
+    bool corrupt = false;
+    bool dirty = false;
+    bool extended_l2 = false;
+    std::string backing_file;
+    std::string backing_format;
+    std::vector<SnapshotInfo> snapshots;
+    std::optional<ZonedGeometry> zoned;
+    bool zoned_in_use = false;  // last writer did not close cleanly
+    bool seed_layout = false;   // zoned geometry read from the seed series' extension
+    // Set when the zoned tables failed validation (e.g. after a foreign writer); the image then
+    // opens read-only or for repair only.
+    std::string zoned_problem;
+    bool foreign_writer = false;  // our autoclear bit was found cleared
+};
+
+class Image final : public BlockDriver {
+public:
+    // `backing` is the already-opened backing image, or null.
+    struct OpenFlags {
+        bool write = false;
+        // For check/repair: open even when the zoned tables fail validation.
+        bool check_mode = false;
+    };
+    static Result<std::unique_ptr<Image>> Open(std::unique_ptr<File> file, OpenFlags flags,
+                                               std::unique_ptr<BlockDriver> backing);
+    ~Image() override;
+
+    const char* format_name() const override { return "qcow2"; }
+    uint64_t size() const override { return size_; }
+    bool read_only() const override { return !writable_; }
+    Status Read(uint64_t off, void* buf, uint64_t len) override;
+    Status Write(uint64_t off, const void* buf, uint64_t len) override;
+    Status WriteZeroes(uint64_t off, uint64_t len, bool may_unmap) override;
+    Status Discard(uint64_t off, uint64_t len) override;
+    Status Flush() override;
+    Result<BlockStatus> GetStatus(uint64_t off, uint64_t len) override;
+    Status Close() override;
+
+    const ImageInfo& info() const { return info_; }
+    // Unallocated clusters read from here from now on (read-only use of the backing image).
+    void AttachBacking(std::unique_ptr<BlockDriver> backing) { backing_ = std::move(backing); }
+    BlockDriver* backing() { return backing_.get(); }
+    File& file() { return *file_; }
+    uint32_t cluster_size() const { return cluster_size_; }
+
+    // ---- zoned metadata (qcow2-zoned.cc) ----
+    const std::optional<ZonedGeometry>& zoned() const { return info_.zoned; }
+    // Zone words, host-endian. Written in place (the tables are preallocated); durable after
+    // the next Flush().
+    Status ReadZoneWords(uint32_t first, uint32_t count, uint64_t* out);
+    Status WriteZoneWords(uint32_t first, uint32_t count, const uint64_t* in);
+    Status ReadZded(uint32_t zone, void* buf);
+    Status WriteZded(uint32_t zone, const void* buf);
+    // False when the last writer died without closing the image.
+    bool zoned_clean_at_open() const { return !info_.zoned_in_use; }
+
+    // ---- check (qcow2-check.cc) ----
+    Result<CheckResult> Check(RepairMode mode);
+
+    // Raw view for tests: the L2 entry mapping a guest offset (0 if unmapped).
+    Result<uint64_t> L2EntryFor(uint64_t guest_off);
+
+private:
+    explicit Image(std::unique_ptr<File> file);
+    friend Status Create(std::unique_ptr<File> file, const CreateOptions& opts);
+    friend class Checker;
+
+    // qcow2-header.cc
+    Status ParseHeader();
+    Status ParseExtensions(const std::vector<uint8_t>& cluster0, uint32_t header_length);
+    Status WriteHeader();  // rewrites cluster 0, preserving unknown extensions
+    Status SetIncompatBit(uint64_t bit, bool on);
+
+    // qcow2-refcount.cc
+    Result<uint64_t> GetRefcount(uint64_t cluster_index);
+    Status SetRefcount(uint64_t cluster_index, uint64_t value);
+    Status UpdateRefcount(uint64_t host_off, uint64_t len, int64_t delta);
+    Result<uint64_t> AllocClusters(uint64_t n);  // contiguous; returns host offset
+    Status LoadRefcountBlock(uint64_t block_index, bool create, TablePtr* out);
+    Status GrowRefcountTable(uint64_t min_blocks);
+    void QueueFree(uint64_t host_off, uint64_t len);
+    Status ApplyPendingFrees();
+    uint64_t RefcountMax() const;
+
+    // qcow2-cluster.cc
+    struct Mapping {
+        uint64_t l2_entry = 0;     // 0 when the L2 table does not exist
+        uint64_t run_bytes = 0;    // bytes from the query offset with the same kind of mapping
+    };
+    Result<Mapping> LookupMapping(uint64_t guest_off, uint64_t max_bytes);
+    Status LoadL2(uint64_t l1_index, bool create, TablePtr* out);
+    Status SetL2Entry(uint64_t guest_off, uint64_t entry);
+    Status FreeL2EntryTarget(uint64_t entry);
+
+    // qcow2-compress.cc
+    Status ReadCompressed(uint64_t l2_entry, uint8_t* cluster_buf);
+
+    // qcow2-snapshot.cc
+    Status ReadSnapshots();
+
+    // qcow2.cc internals
+    Status ReadInternal(uint64_t off, uint8_t* buf, uint64_t len);
+    Status WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len);
+    Status WriteCluster(uint64_t off, const uint8_t* buf, uint64_t len);
+    Status ReadUnallocated(uint64_t off, uint8_t* buf, uint64_t len);
+    Status FlushMetadataLocked();
+    Status ZeroOrDiscardLocked(uint64_t off, uint64_t len, bool discard, bool may_unmap);
+    void WaitClusterIdle(std::unique_lock<std::mutex>& lk, uint64_t guest_cluster);
+    Status CheckWritable() const;
+    Status MarkCorrupt(const std::string& why);
+
+    // qcow2-zoned.cc
+    Status ParseZonedExtension(const uint8_t* data, uint32_t len);
+    Status ParseSeedZonedExtension(const uint8_t* data, uint32_t len);
+    void SerializeZonedExtension(std::vector<uint8_t>* out) const;
+    Status ValidateZonedTables();
+    Status ZoneAreaIo(uint64_t guest_off, void* buf, uint64_t len, bool write);
+
+    std::unique_ptr<File> file_;
+    std::unique_ptr<BlockDriver> backing_;
+    bool writable_ = false;
+    bool closed_ = false;
+    ImageInfo info_;
+
+    uint64_t size_ = 0;
+    uint32_t cluster_bits_ = 0;
+    uint32_t cluster_size_ = 0;
+    uint32_t l2_bits_ = 0;  // log2 of entries per L2 table
+    uint32_t refcount_order_ = 4;
+    uint32_t refblock_bits_ = 0;  // log2 of entries per refcount block
+    uint64_t l1_table_offset_ = 0;
+    uint32_t l1_size_ = 0;
+    std::vector<uint64_t> l1_;  // host-endian copy
+    std::set<uint32_t> dirty_l1_;
+    uint64_t refcount_table_offset_ = 0;
+    uint32_t refcount_table_clusters_ = 0;
+    std::vector<uint64_t> reftable_;  // host-endian copy
+    bool reftable_dirty_ = false;
+    uint32_t header_length_ = 0;
+    uint64_t snapshots_offset_ = 0;
+    uint32_t nb_snapshots_ = 0;
+    uint64_t backing_file_offset_ = 0;
+    uint32_t backing_file_size_ = 0;
+    // Header extensions qzns does not interpret, kept verbatim on rewrite.
+    std::vector<std::pair<uint32_t, std::vector<uint8_t>>> unknown_exts_;
+    std::vector<uint8_t> feature_table_;
+    ZonedExtension zoned_ext_{};
+    bool has_zoned_ext_ = false;
+
+    std::mutex mu_;  // guards all metadata below and above
+    std::condition_variable cluster_idle_cv_;
+    std::set<uint64_t> inflight_alloc_;  // guest cluster indexes with an allocating write in flight
+    TableCache l2_cache_;
+    TableCache refblock_cache_;
+    std::vector<std::pair<uint64_t, uint64_t>> pending_frees_;  // host (offset, length)
+    uint64_t free_hint_ = 0;     // lowest cluster index that may be free
+    uint64_t file_end_ = 0;      // end of the last cluster handed out (may exceed the file size)
+    // Host clusters at or after the file's end at open time read as zeros until written (they
+    // were never written, or were punched when freed), so allocating writes there skip the
+    // copy-on-write fill.
+    uint64_t initial_eof_ = 0;
+    bool metadata_dirty_ = false;
+    bool data_written_since_sync_ = false;
+};
+
+}  // namespace qzns::qcow2
