@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "block/block-driver.h"
+#include "block/block-backend.h"
 #include "tools/io/io-commands.h"
 
 namespace {
@@ -16,7 +16,9 @@ void Usage(FILE* out) {
     fprintf(out,
             "usage: qzns-io [-f FMT] [-r] [-U] [-c COMMAND]... FILE\n"
             "Commands: read [-P pat] [-v] [-q] off len | write [-P pat] [-z [-u]] [-q] off len |\n"
-            "          discard off len | flush | length\n"
+            "          discard off len | flush | length |\n"
+            "          zrp off nr | zo/zc/zf/zrs/zoff off len | zap [-P pat] [-f] off len |\n"
+            "          zde off FILE|-P pat\n"
             "Without -c, commands are read from standard input, one per line.\n");
 }
 
@@ -24,14 +26,13 @@ void Usage(FILE* out) {
 
 int main(int argc, char** argv) {
     std::vector<std::string> cmds;
-    qzns::OpenOptions opts;
-    opts.write = true;
+    qzns::BlockBackendOptions opts;
     int i = 1;
     for (; i < argc; i++) {
         std::string a = argv[i];
         if (a == "-c" && i + 1 < argc) cmds.push_back(argv[++i]);
         else if (a == "-f" && i + 1 < argc) opts.format = argv[++i];
-        else if (a == "-r" || a == "--read-only") opts.write = false;
+        else if (a == "-r" || a == "--read-only") opts.read_only = true;
         else if (a == "-U" || a == "--force-share") opts.lock = false;
         else if (a == "-h" || a == "--help") {
             Usage(stdout);
@@ -47,13 +48,14 @@ int main(int argc, char** argv) {
         return 1;
     }
     std::string path = argv[i];
-    auto drv = qzns::OpenImage(path, opts);
+    opts.filename = path;
+    auto drv = qzns::BlockBackend::Open(opts);
     if (!drv.ok()) {
         fprintf(stderr, "qzns-io: can't open device %s: %s\n", path.c_str(), drv.status().message().c_str());
         return 1;
     }
     qzns::io::IoContext ctx;
-    ctx.drv = drv->get();
+    ctx.blk = drv->get();
     ctx.path = path;
     bool ok = true;
     if (cmds.empty()) {

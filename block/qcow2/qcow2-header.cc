@@ -210,6 +210,14 @@ Status Image::ParseExtensions(const std::vector<uint8_t>& cluster0, uint32_t hea
 }
 
 Status Image::WriteHeader() {
+    // The feature name table is optional; like QEMU, leave it out when it does not fit in a small
+    // (e.g. 512-byte) header cluster.
+    Status st = WriteHeaderWith(true);
+    if (st.err() == ENOSPC) st = WriteHeaderWith(false);
+    return st;
+}
+
+Status Image::WriteHeaderWith(bool feature_table) {
     std::vector<uint8_t> buf;
     buf.reserve(cluster_size_);
     Header h{};
@@ -251,7 +259,7 @@ Status Image::WriteHeader() {
     if (!info_.backing_format.empty())
         add_ext(kExtBackingFormat, reinterpret_cast<const uint8_t*>(info_.backing_format.data()),
                 info_.backing_format.size());
-    if (info_.version == 3) {
+    if (info_.version == 3 && feature_table) {
         std::vector<uint8_t> table;
         for (const auto& f : kKnownFeatures) {
             FeatureNameEntry e;

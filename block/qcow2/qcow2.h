@@ -168,6 +168,7 @@ private:
     Status ParseHeader();
     Status ParseExtensions(const std::vector<uint8_t>& cluster0, uint32_t header_length);
     Status WriteHeader();  // rewrites cluster 0, preserving unknown extensions
+    Status WriteHeaderWith(bool feature_table);
     Status SetIncompatBit(uint64_t bit, bool on);
 
     // qcow2-refcount.cc

@@ -76,7 +76,8 @@ CMD=("$QEMU" -accel tcg -cpu max -m "$MEM" -smp "$SMP" -nographic -no-reboot
      "${EXTRA[@]}")
 
 if [ "$SHELL_MODE" = 1 ]; then
-    exec "${CMD[@]}"
+    "${CMD[@]}" || true
+    exit 0
 fi
 
 echo "run-guest: booting (timeout ${TIMEOUT}s, console -> $LOG)" >&2

@@ -60,6 +60,9 @@ if [ "$(get verdict)" = lost ]; then
     echo "BASELINE: built-in ZNS (QEMU $("$QEMU" --version | sed -n '1s/.*version \([^ ]*\).*/\1/p')) lost $(get wp_lost) of $(get written) written zones' write pointers across restart" \
          "(conditions changed: $(get cond_changed); raw data still on the medium: $(get raw_data) zones;" \
          "zoned btrfs mount: $(get fs_mount), files intact: $(get files_ok))"
+    if [ "$(get fs_mount)" = ok ] && [ "$(get fs_entries)" = 0 ]; then
+        echo "BASELINE: the zoned btrfs still mounted, but empty: silently rolled back to its mkfs state"
+    fi
 else
     echo "BASELINE: built-in ZNS kept all zone state across restart (wp_lost=$(get wp_lost), files_ok=$(get files_ok)) -- not the documented behaviour"
 fi

@@ -14,7 +14,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Flags {
-    bool verbose = false, quiet = false, zero = false, unmap = false;
+    bool verbose = false, quiet = false, zero = false, unmap = false, fua = false;
     std::optional<uint8_t> pattern;
     std::vector<std::string> args;
 };
@@ -41,6 +41,7 @@ Result<Flags> ParseFlags(const std::vector<std::string>& w, const std::string& a
                 else if (c == 'q') f.quiet = true;
                 else if (c == 'z') f.zero = true;
                 else if (c == 'u') f.unmap = true;
+                else if (c == 'f') f.fua = true;
             }
             continue;
         }
@@ -89,7 +90,7 @@ bool CmdRead(IoContext& ctx, const std::vector<std::string>& w) {
     if (len > kMaxIoBytes) return fprintf(stderr, "length cannot exceed %llu\n", kMaxIoBytes), false;
     std::vector<uint8_t> buf(len);
     auto t0 = Clock::now();
-    Status st = ctx.drv->Read(off, buf.data(), len);
+    BlkResult st = ctx.blk->Read(off, buf.data(), len);
     if (!st.ok()) return printf("read failed: %s\n", st.message().c_str()), false;
     if (f->pattern) {
         for (uint64_t i = 0; i < len; i++) {
@@ -106,20 +107,20 @@ bool CmdRead(IoContext& ctx, const std::vector<std::string>& w) {
 }
 
 bool CmdWrite(IoContext& ctx, const std::vector<std::string>& w) {
-    auto f = ParseFlags(w, "P:zuq");
+    auto f = ParseFlags(w, "P:zuqf");
     if (!f.ok()) return fprintf(stderr, "write: %s\n", f.status().message().c_str()), false;
-    auto ol = OffLen(*f, "write [-P pattern] [-z [-u]] [-q] off len");
+    auto ol = OffLen(*f, "write [-P pattern] [-z [-u]] [-f] [-q] off len");
     if (!ol.ok()) return fprintf(stderr, "%s\n", ol.status().message().c_str()), false;
     auto [off, len] = *ol;
     if (f->zero && f->pattern) return fprintf(stderr, "-z and -P cannot be specified at the same time\n"), false;
     auto t0 = Clock::now();
-    Status st;
+    BlkResult st;
     if (f->zero) {
-        st = ctx.drv->WriteZeroes(off, len, f->unmap);
+        st = ctx.blk->WriteZeroes(off, len, f->fua);
     } else {
         if (len > kMaxIoBytes) return fprintf(stderr, "length cannot exceed %llu\n", kMaxIoBytes), false;
         std::vector<uint8_t> buf(len, f->pattern.value_or(0xcd));
-        st = ctx.drv->Write(off, buf.data(), len);
+        st = ctx.blk->Write(off, buf.data(), len, f->fua);
     }
     if (!st.ok()) return printf("write failed: %s\n", st.message().c_str()), false;
     if (!f->quiet) PrintStats("wrote", off, len, t0);
@@ -133,22 +134,37 @@ bool CmdDiscard(IoContext& ctx, const std::vector<std::string>& w) {
     if (!ol.ok()) return fprintf(stderr, "%s\n", ol.status().message().c_str()), false;
     auto [off, len] = *ol;
     auto t0 = Clock::now();
-    Status st = ctx.drv->Discard(off, len);
+    BlkResult st = ctx.blk->Discard(off, len);
     if (!st.ok()) return printf("discard failed: %s\n", st.message().c_str()), false;
     if (!f->quiet) PrintStats("discard", off, len, t0);
     return true;
 }
 
 bool CmdFlush(IoContext& ctx, const std::vector<std::string>&) {
-    Status st = ctx.drv->Flush();
+    BlkResult st = ctx.blk->Flush();
     if (!st.ok()) return printf("flush failed: %s\n", st.message().c_str()), false;
     return true;
 }
 
 bool CmdLength(IoContext& ctx, const std::vector<std::string>&) {
-    printf("%s\n", FormatSize(ctx.drv->size()).c_str());
+    printf("%s\n", FormatSize(ctx.blk->size()).c_str());
     return true;
 }
+
+}  // namespace
+
+bool CmdZoneReport(IoContext& ctx, const std::vector<std::string>& w);
+bool CmdZoneMgmt(IoContext& ctx, const std::vector<std::string>& w, ZoneMgmtOp op, const char* name);
+bool CmdZoneAppend(IoContext& ctx, const std::vector<std::string>& w);
+bool CmdZoneDescExt(IoContext& ctx, const std::vector<std::string>& w);
+
+namespace {
+
+bool CmdZo(IoContext& c, const std::vector<std::string>& w) { return CmdZoneMgmt(c, w, ZoneMgmtOp::kOpen, "zo"); }
+bool CmdZc(IoContext& c, const std::vector<std::string>& w) { return CmdZoneMgmt(c, w, ZoneMgmtOp::kClose, "zc"); }
+bool CmdZf(IoContext& c, const std::vector<std::string>& w) { return CmdZoneMgmt(c, w, ZoneMgmtOp::kFinish, "zf"); }
+bool CmdZrs(IoContext& c, const std::vector<std::string>& w) { return CmdZoneMgmt(c, w, ZoneMgmtOp::kReset, "zrs"); }
+bool CmdZoff(IoContext& c, const std::vector<std::string>& w) { return CmdZoneMgmt(c, w, ZoneMgmtOp::kOffline, "zoff"); }
 
 using Handler = bool (*)(IoContext&, const std::vector<std::string>&);
 const std::map<std::string, Handler>& Commands() {
@@ -156,6 +172,10 @@ const std::map<std::string, Handler>& Commands() {
         {"read", CmdRead}, {"r", CmdRead},         {"write", CmdWrite}, {"w", CmdWrite},
         {"discard", CmdDiscard}, {"d", CmdDiscard}, {"flush", CmdFlush}, {"f", CmdFlush},
         {"length", CmdLength}, {"l", CmdLength},
+        {"zrp", CmdZoneReport}, {"zone_report", CmdZoneReport}, {"zo", CmdZo}, {"zone_open", CmdZo},
+        {"zc", CmdZc}, {"zone_close", CmdZc}, {"zf", CmdZf}, {"zone_finish", CmdZf},
+        {"zrs", CmdZrs}, {"zone_reset", CmdZrs}, {"zoff", CmdZoff}, {"zone_offline", CmdZoff},
+        {"zap", CmdZoneAppend}, {"zone_append", CmdZoneAppend}, {"zde", CmdZoneDescExt},
     };
     return kCommands;
 }

@@ -6,12 +6,12 @@
 #include <string>
 #include <vector>
 
-#include "block/block-driver.h"
+#include "block/block-backend.h"
 
 namespace qzns::io {
 
 struct IoContext {
-    BlockDriver* drv = nullptr;
+    BlockBackend* blk = nullptr;
     std::string path;
 };
 

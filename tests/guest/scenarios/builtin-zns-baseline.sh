@@ -20,7 +20,7 @@
 #
 # Output: human-readable steps, then one line
 #   RESULT phase=check zones=.. written=.. wp_lost=.. cond_changed=.. raw_data=..
-#          fs_mount=ok|failed files_ok=N/M verdict=persistent|lost
+#          fs_mount=ok|failed fs_entries=N files_ok=N/M verdict=persistent|lost
 set -uo pipefail
 
 PHASE=${PHASE:-write}
@@ -93,6 +93,7 @@ if [ "$PHASE" = write ]; then
     step "reset all zones"
     blkzone reset "$ZNS_DEV" || die "blkzone reset failed"
 
+    modprobe -q btrfs 2>/dev/null || true    # before mkfs: /dev/btrfs-control
     step "zoned btrfs: mkfs.btrfs -O zoned -d single -m single"
     mkfs.btrfs -q -f -O zoned -d single -m single "$ZNS_DEV" || die "mkfs.btrfs failed"
     mkdir -p "$MNT"
@@ -177,15 +178,17 @@ while read -r s len h; do
 done < "$STATE/data.before"
 step "zone data readable and unchanged (ignoring write pointers): $data_ok of $data_n zones"
 
-fs_mount=failed files_ok=0
+fs_mount=failed files_ok=0 fs_entries=-
 files_n=$(wc -l < "$STATE/files.sha256")
 mkdir -p "$MNT"
+modprobe -q btrfs 2>/dev/null || true
 if mount -t btrfs -o ro "$ZNS_DEV" "$MNT" 2>/tmp/mount.err; then
     fs_mount=ok
     (cd "$MNT" && sha256sum -c "$STATE/files.sha256") > /tmp/files.check 2>&1
     files_ok=$(grep -c ': OK$' /tmp/files.check)
     grep -v ': OK$' /tmp/files.check | head -n 4 | sed 's/^/  /'
-    echo "  top-level entries after mount: $(ls -A "$MNT" | wc -l)"
+    fs_entries=$(ls -A "$MNT" | wc -l)
+    echo "  top-level entries after mount: $fs_entries"
     dmesg > "$STATE/dmesg-$PHASE.txt"
     grep -E 'WARNING|BTRFS (error|warning|critical|info)' "$STATE/dmesg-$PHASE.txt" | tail -n 8 | sed 's/^/  dmesg: /'
     umount "$MNT"
@@ -202,6 +205,6 @@ if [ "$wp_lost" = 0 ] && [ "$cond_changed" = 0 ] && [ "$data_ok" = "$data_n" ] &
 else
     verdict=lost
 fi
-echo "RESULT phase=check zones=$NZ written=$written wp_lost=$wp_lost cond_changed=$cond_changed raw_data=$data_ok/$data_n fs_mount=$fs_mount files_ok=$files_ok/$files_n verdict=$verdict"
+echo "RESULT phase=check zones=$NZ written=$written wp_lost=$wp_lost cond_changed=$cond_changed raw_data=$data_ok/$data_n fs_mount=$fs_mount fs_entries=$fs_entries files_ok=$files_ok/$files_n verdict=$verdict"
 if [ "$EXPECT_PERSISTENT" = yes ] && [ "$verdict" != persistent ]; then exit 1; fi
 exit 0

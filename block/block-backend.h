@@ -1,0 +1,116 @@
+// The block backend (QEMU's blk_* layer): what device models and tools use. It opens an image by
+// options and adds zone semantics on top of the format driver: the ZNS/ZBC state machine,
+// resource limits, append with atomic LBA assignment, reads past the write pointer as zeros, and
+// persistence of zone state with the durability contract of docs/durability.rst.
+//
+// All offsets and lengths are bytes; zone indexes count from 0. Every method is thread-safe:
+// transports call them from many threads with many requests in flight.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "block/block-driver.h"
+#include "block/zoned/zone-state-machine.h"
+#include "block/zoned/zone-word.h"
+#include "util/status.h"
+
+namespace qzns {
+
+// Outcome of a data or zone operation: a zone-rule violation (mapped to an NVMe status by the
+// device model), or an I/O / internal error, or success with an optional value.
+struct [[nodiscard]] BlkResult {
+    ZoneError zone_error = ZoneError::kNone;
+    Status status;
+    uint64_t value = 0;  // Append: byte offset where the data was written
+
+    static BlkResult Ok(uint64_t v = 0) { return BlkResult{ZoneError::kNone, Status::Ok(), v}; }
+    static BlkResult Zone(ZoneError e, std::string msg) {
+        return BlkResult{e, Status::Error(EIO, std::move(msg)), 0};
+    }
+    static BlkResult Io(Status st) { return BlkResult{ZoneError::kNone, std::move(st), 0}; }
+    bool ok() const { return zone_error == ZoneError::kNone && status.ok(); }
+    const std::string& message() const { return status.message(); }
+};
+
+struct ZoneInfo {
+    uint64_t start = 0;  // bytes
+    uint64_t len = 0;    // zone size, bytes
+    uint64_t cap = 0;    // zone capacity, bytes
+    uint64_t wp = 0;     // write pointer, bytes (start for conventional zones)
+    ZoneState state = ZoneState::kEmpty;
+    ZoneType type = ZoneType::kSeqWriteRequired;
+    uint8_t attrs = 0;   // kZoneAttr* bits
+};
+
+enum class ZoneMgmtOp { kOpen, kClose, kFinish, kReset, kOffline };
+
+struct BlockBackendOptions {
+    std::string filename;
+    std::string format;     // "" probes
+    bool read_only = false;
+    bool lock = true;
+    bool direct = false;    // O_DIRECT
+    // Benchmarking only: keep zone state in memory and never write it (measures the cost of
+    // persistence); the image is left with its zone words from open time.
+    bool persist_zones = true;
+};
+
+class BlockBackend {
+public:
+    static Result<std::unique_ptr<BlockBackend>> Open(const BlockBackendOptions& opts);
+    // Wraps an already-opened driver (tests use in-memory or fault-injecting files).
+    static Result<std::unique_ptr<BlockBackend>> OpenDriver(std::unique_ptr<BlockDriver> drv,
+                                                            bool persist_zones = true);
+    virtual ~BlockBackend() = default;
+
+    // ---- geometry ----
+    virtual uint64_t size() const = 0;
+    virtual bool read_only() const = 0;
+    virtual bool is_zoned() const = 0;
+    virtual ZonedProfile profile() const = 0;
+    virtual uint32_t nr_zones() const = 0;
+    virtual uint64_t zone_size() const = 0;       // bytes
+    virtual uint64_t zone_capacity() const = 0;   // bytes
+    virtual uint32_t nr_conv_zones() const = 0;
+    virtual uint32_t max_open_zones() const = 0;    // 0 = no limit
+    virtual uint32_t max_active_zones() const = 0;  // 0 = no limit
+    virtual uint32_t max_append_bytes() const = 0;  // 0 = only the transfer size limits it
+    virtual uint32_t zd_extension_size() const = 0; // bytes per zone
+
+    // ---- data ----
+    // Reads of a sequential zone past its write pointer return zeros.
+    virtual BlkResult Read(uint64_t off, void* buf, uint64_t len) = 0;
+    // In a sequential zone a write must start at the write pointer.
+    virtual BlkResult Write(uint64_t off, const void* buf, uint64_t len, bool fua) = 0;
+    virtual BlkResult WriteZeroes(uint64_t off, uint64_t len, bool fua) = 0;
+    // Conventional zones / unzoned disks only.
+    virtual BlkResult Discard(uint64_t off, uint64_t len) = 0;
+    virtual BlkResult Flush() = 0;
+    // Writes at the zone's write pointer; zone_start must be the zone's first byte. Returns the
+    // byte offset written in BlkResult::value.
+    virtual BlkResult Append(uint64_t zone_start, const void* buf, uint64_t len, bool fua) = 0;
+
+    // ---- zones ----
+    virtual BlkResult ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) = 0;
+    // Sets the descriptor extension (zd_extension_size bytes) of an Empty zone.
+    virtual BlkResult SetZoneDescExt(uint64_t zone_start, const void* data) = 0;
+    virtual Result<ZoneInfo> GetZone(uint32_t zone) = 0;
+    // Up to max zones starting with the zone containing `off`.
+    virtual Result<std::vector<ZoneInfo>> ReportZones(uint64_t off, uint32_t max) = 0;
+    virtual Status ReadZoneDescExt(uint32_t zone, void* buf) = 0;
+    // Controller-initiated changes (fault injection): the zone becomes Read Only or Offline,
+    // durably.
+    virtual BlkResult InjectZoneFault(uint32_t zone, ZoneState state) = 0;
+    // Called (from any thread) when the backend itself changed a zone's state or attributes —
+    // not for host-requested changes — so the device can post a Zone Descriptor Changed event.
+    virtual void SetZoneChangedCallback(std::function<void(uint32_t zone)> cb) = 0;
+
+    // Persists everything and leaves the image clean.
+    virtual Status Close() = 0;
+};
+
+}  // namespace qzns
