@@ -1,0 +1,57 @@
+// The seam between a fabrics transport (NVMe/TCP) and the transport-independent NVMe target
+// (subsystems, controllers, namespaces). The transport owns sockets, PDUs, data movement and
+// digests; the target owns every NVMe command, including Fabrics Connect / Property Get/Set,
+// controller lifetime and keep-alive. SPDK's transport ops table is the model.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace qzns::nvme {
+
+// 64-byte submission queue entry and 16-byte completion queue entry, as on the wire
+// (little-endian). hw/nvme/spec.h gives typed views of these bytes.
+struct SqeBytes {
+    uint8_t b[64];
+};
+struct CqeBytes {
+    uint8_t b[16];
+};
+static_assert(sizeof(SqeBytes) == 64 && sizeof(CqeBytes) == 16);
+
+// Called exactly once per command, possibly from another thread. For controller-to-host
+// commands `c2h_len` is how many bytes of the data buffer are valid to send (may be less than
+// the buffer); it is 0 otherwise.
+using CompletionFn = std::function<void(const CqeBytes& cqe, uint32_t c2h_len)>;
+
+// One queue (one NVMe/TCP connection). The first command must be a Fabrics Connect, which
+// binds the queue to a subsystem and controller (admin queue: a new controller; I/O queue: the
+// controller named by CNTLID in the Connect data).
+class FabricsQueue {
+public:
+    virtual ~FabricsQueue() = default;
+    // Submits one command. Host-to-controller data (in-capsule, or gathered by the transport
+    // after R2T) is in `data`; for controller-to-host commands `data` is a zeroed buffer of the
+    // length the command's SGL describes and the target fills it. The buffer stays valid until
+    // `done` has been called. `data` is empty for commands without data.
+    virtual void Submit(const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done) = 0;
+    // The transport lost or closed the connection: outstanding commands still complete (their
+    // completions may be dropped), the queue is detached from its controller.
+    virtual void Disconnect() = 0;
+    // The target wants this connection closed (controller torn down by keep-alive timeout,
+    // subsystem removed, controller reset/shutdown for I/O queues). Set once by the transport.
+    virtual void SetCloseRequest(std::function<void()> close) = 0;
+};
+
+class FabricsTarget {
+public:
+    virtual ~FabricsTarget() = default;
+    // A transport accepted a connection from `peer` (e.g. "192.0.2.1:51234") on a port whose
+    // configured subsystems the target knows.
+    virtual std::unique_ptr<FabricsQueue> NewQueue(const std::string& peer) = 0;
+};
+
+}  // namespace qzns::nvme
