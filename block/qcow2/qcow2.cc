@@ -190,6 +190,14 @@ Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
             k = 1;  // the first cluster is idle (waited above); take just that one
             n = std::min(n, uint64_t{cluster_size_} - in_cluster);
         }
+        // A refcount block made on demand sits on the first cluster it covers, so fresh space
+        // has a used cluster every refcount-block span: a run as long as the span (64-bit
+        // refcounts, whole L2 table written) could never be found contiguous.
+        uint64_t max_k = std::max<uint64_t>(1, (uint64_t{1} << refblock_bits_) / 2);
+        if (k > max_k) {
+            k = max_k;
+            n = std::min(n, (k << cluster_bits_) - in_cluster);
+        }
         QZNS_ASSIGN(uint64_t host, AllocClusters(k));
         for (uint64_t i = 0; i < k; i++) inflight_alloc_.insert(gc + i);
         bool known_zero = host >= initial_eof_ && !backing_ &&
