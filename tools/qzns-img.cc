@@ -17,6 +17,9 @@ void Usage(FILE* out) {
             "  map [-f FMT] [--output=human|json] FILE\n"
             "  convert [-p] [-f FMT] [-O FMT] [-o OPTIONS] SRC DST\n"
             "  zone report [--output=human|json] FILE\n"
+            "  zone map -o OUTPUT.svg|OUTPUT.png FILE\n"
+            "  bench [-w] [-d depth] [-s size] [-c count] [-t none|writeback] [-o offset] [-S step]\n"
+            "        [--pattern=seq|rand] [--zoned=seq|append] [--flush-interval=N] [-f FMT] FILE\n"
             "\n"
             "Zoned create options (-o): size, cluster_size, refcount_bits, preallocation,\n"
             "  zoned_profile=zns|zbc, zone_size, zone_capacity, zone_nr_conv, max_open_zones,\n"
@@ -41,7 +44,12 @@ int main(int argc, char** argv) {
     if (cmd == "check") return CmdCheck(args);
     if (cmd == "map") return CmdMap(args);
     if (cmd == "convert") return CmdConvert(args);
+    if (cmd == "zone" && argc > 2 && std::strcmp(argv[2], "map") == 0) {
+        Args map_args(argc, argv, 3);
+        return CmdZoneMap(map_args);
+    }
     if (cmd == "zone") return CmdZone(args);
+    if (cmd == "bench") return CmdBench(args);
     if (cmd == "-h" || cmd == "--help" || cmd == "help") {
         Usage(stdout);
         return 0;

@@ -49,6 +49,11 @@ int main(int argc, char** argv) {
     }
     std::string path = argv[i];
     opts.filename = path;
+    if (!opts.lock && !opts.read_only) {
+        // As in QEMU: sharing an image with a writer is only safe when we do not write.
+        fprintf(stderr, "qzns-io: force-share=on (-U) can only be used with read-only images (-r)\n");
+        return 1;
+    }
     auto drv = qzns::BlockBackend::Open(opts);
     if (!drv.ok()) {
         fprintf(stderr, "qzns-io: can't open device %s: %s\n", path.c_str(), drv.status().message().c_str());

@@ -59,7 +59,7 @@ public:
                 QZNS_TRY(img_.file_->Sync());
             }
         }
-        res_.image_end_offset = file_size_;
+        res_.image_end_offset = (highest_cluster_ + 1) * cs_;
         res_.total_clusters = (img_.size_ + cs_ - 1) / cs_;
         return res_;
     }
@@ -164,8 +164,17 @@ private:
         for (size_t b = 0; b < img_.reftable_.size(); b++)
             if (img_.reftable_[b]) max_cluster = std::max<uint64_t>(max_cluster, (b + 1) << img_.refblock_bits_);
         for (uint64_t c = 0; c < max_cluster; c++) {
+            // Past the end of the file only existing refcount blocks can hold refcounts: skip the
+            // others whole, or a stray reftable entry makes check walk billions of clusters.
+            uint64_t block = c >> img_.refblock_bits_;
+            if (c >= nb_clusters_ && !(img_.reftable_[block] & kRefTableOffsetMask)) {
+                c = ((block + 1) << img_.refblock_bits_) - 1;
+                continue;
+            }
             uint64_t expected = c < nb_clusters_ ? ref_[c] : 0;
             QZNS_ASSIGN(uint64_t stored, img_.GetRefcount(c));
+            // Like qemu-img: the image ends after the last cluster in use or referenced.
+            if (stored || expected) highest_cluster_ = c;
             if (stored == expected) continue;
             char line[160];
             bool leak = stored > expected;
@@ -207,7 +216,9 @@ private:
             QZNS_ASSIGN(uint64_t rc, img_.GetRefcount(d.host / cs_));
             bool copied = d.entry & kOflagCopied;
             if (copied != (rc == 1)) {
-                Error("OFLAG_COPIED data cluster: l2_entry=" + std::to_string(d.entry) + " refcount=" + std::to_string(rc));
+                char hex[20];
+                snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(d.entry));  // qemu-img prints hex
+                Error(std::string("OFLAG_COPIED data cluster: l2_entry=") + hex + " refcount=" + std::to_string(rc));
                 if (mode_ == RepairMode::kAll && img_.writable_) {
                     TablePtr t;
                     QZNS_TRY(img_.l2_cache_.Get(d.l2_off, &t));
@@ -246,27 +257,21 @@ private:
                 uint64_t start = uint64_t{z} * zs;
                 bool conv = z < g.nr_conv_zones;
                 std::string problem;
-                if (!IsValidZoneState(w.state_bits())) problem = "illegal state " + std::to_string(w.state_bits());
-                else if (conv && (w.type() != ZoneType::kConventional || w.state() != ZoneState::kNotWritePointer))
-                    problem = "conventional zone with a sequential zone word";
-                else if (!conv && (w.type() != ZoneType::kSeqWriteRequired || w.state() == ZoneState::kNotWritePointer))
-                    problem = "sequential zone marked conventional";
-                else if (!conv && (w.wp() < start || w.wp() > start + cap))
-                    problem = "write pointer " + std::to_string(w.wp()) + " outside the zone";
-                else if (!conv && w.state() == ZoneState::kEmpty && w.wp() != start)
-                    problem = "empty zone with write pointer " + std::to_string(w.wp() - start) + " sectors in";
-                else if (!conv && w.state() == ZoneState::kFull && w.wp() != start + cap)
-                    problem = "full zone whose write pointer is not at the zone capacity";
+                if (Status vs = ValidateZoneWord(w, ZoneGeometryOf(g, z)); !vs.ok()) problem = vs.message();
                 if (!problem.empty()) {
                     ZoneError("zone " + std::to_string(z) + ": " + problem);
                     if (mode_ == RepairMode::kAll && img_.writable_) {
-                        uint64_t wp = std::clamp<uint64_t>(w.wp(), start, start + cap);
+                        // The nearest legal word: keep the wp (clamped into the zone), derive the
+                        // state from it, keep only a still-meaningful descriptor-extension bit.
+                        uint64_t wp = conv ? start : std::clamp<uint64_t>(w.wp(), start, start + cap);
                         ZoneState s = conv ? ZoneState::kNotWritePointer
                                       : wp == start ? ZoneState::kEmpty
                                       : wp == start + cap ? ZoneState::kFull
                                                           : ZoneState::kClosed;
+                        uint8_t attrs = s == ZoneState::kClosed || s == ZoneState::kFull
+                                            ? static_cast<uint8_t>(w.attrs() & kZoneAttrZdev) : 0;
                         words[i] = ZoneWord::Make(s, conv ? ZoneType::kConventional : ZoneType::kSeqWriteRequired,
-                                                  IsValidZoneState(w.state_bits()) ? w.attrs() : 0, wp).raw;
+                                                  attrs, wp).raw;
                         changed = true;
                         res_.corruptions_fixed++;
                     }
@@ -317,6 +322,7 @@ private:
     uint64_t cs_ = 0;
     uint64_t nb_clusters_ = 0;
     uint64_t last_host_ = 0;
+    uint64_t highest_cluster_ = 0;
     std::vector<uint32_t> ref_;
     std::vector<std::pair<size_t, uint64_t>> l2_of_l1_;
     std::vector<DataEntry> data_entries_;

@@ -55,7 +55,7 @@ Result<Image::Mapping> Image::LookupMapping(uint64_t guest_off, uint64_t max_byt
         uint64_t host = m.l2_entry & kL2OffsetMask;
         if (kind == ClusterKind::kNormal) {
             QZNS_ASSIGN(uint64_t fsize, file_->Size());
-            if (host + cluster_size_ > std::max(fsize, file_end_) + cluster_size_ || host < cluster_size_)
+            if (host >= std::max(fsize, file_end_) || host < cluster_size_)
                 return MarkCorrupt("data cluster offset " + std::to_string(host) +
                                    " is invalid (overlaps the header or lies past the end of the file)");
         }

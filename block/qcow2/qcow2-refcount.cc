@@ -101,12 +101,14 @@ Status Image::UpdateRefcount(uint64_t host_off, uint64_t len, int64_t delta) {
             (delta > 0 && RefcountMax() - rc < static_cast<uint64_t>(delta)))
             return MarkCorrupt("refcount of cluster " + std::to_string(c) + " would leave its range");
         uint64_t nv = rc + static_cast<uint64_t>(delta);
+        // Give the space back to the host before the refcount drops: allocating writes past the
+        // initial end of file rely on a free cluster reading as zeros, so a failed punch must
+        // leave the cluster allocated (a leak), never free with stale data in it.
+        if (nv == 0) QZNS_TRY(file_->PunchHole(c << cluster_bits_, cluster_size_));
         QZNS_TRY(SetRefcount(c, nv));
         if (nv == 0) {
             free_hint_ = std::min(free_hint_, c);
             l2_cache_.Drop(c << cluster_bits_);
-            // Give the space back to the host; a freed cluster then also reads as zeros.
-            QZNS_TRY(file_->PunchHole(c << cluster_bits_, cluster_size_));
         }
     }
     return Status::Ok();
@@ -115,6 +117,9 @@ Status Image::UpdateRefcount(uint64_t host_off, uint64_t len, int64_t delta) {
 Result<uint64_t> Image::AllocClusters(uint64_t n) {
     if (n == 0) return Status::Error(EINVAL, "zero-length cluster allocation");
     uint64_t start = free_hint_;
+    // While every cluster skipped so far was in use, the hint may move past them; otherwise
+    // each later allocation would rescan them (quadratic in the image size).
+    bool skipped_only_used = true;
     while (true) {
         // Refcount blocks for the candidate range must exist first: creating one consumes the
         // first cluster it covers, which may be inside the candidate range.
@@ -126,6 +131,7 @@ Result<uint64_t> Image::AllocClusters(uint64_t n) {
         for (uint64_t i = 0; i < n; i++) {
             QZNS_ASSIGN(uint64_t rc, GetRefcount(start + i));
             if (rc != 0) {
+                if (i > 0) skipped_only_used = false;
                 start = start + i + 1;
                 ok = false;
                 break;
@@ -133,7 +139,7 @@ Result<uint64_t> Image::AllocClusters(uint64_t n) {
         }
         if (!ok) continue;
         for (uint64_t i = 0; i < n; i++) QZNS_TRY(SetRefcount(start + i, 1));
-        if (start == free_hint_) free_hint_ = start + n;
+        if (start == free_hint_ || skipped_only_used) free_hint_ = std::max(free_hint_, start + n);
         uint64_t off = start << cluster_bits_;
         file_end_ = std::max(file_end_, off + (n << cluster_bits_));
         return off;
@@ -174,18 +180,27 @@ Status Image::GrowRefcountTable(uint64_t min_blocks) {
     uint64_t old_clusters = refcount_table_clusters_;
     for (uint64_t b : new_blocks) refblock_cache_.NewZeroed(reftable_[b]);
     file_end_ = std::max(file_end_, next << cluster_bits_);
-    for (uint64_t c = table_start; c < next; c++) QZNS_TRY(SetRefcount(c, 1));
 
     // Blocks first, then the table, then the header that points to it.
-    QZNS_TRY(refblock_cache_.WriteDirty());
-    std::vector<uint8_t> raw(new_clusters * cluster_size_);
-    for (size_t i = 0; i < reftable_.size(); i++) store_be64(&raw[i * 8], reftable_[i]);
-    QZNS_TRY(file_->Pwrite(raw.data(), raw.size(), table_start << cluster_bits_));
-    QZNS_TRY(file_->Sync());
-    refcount_table_offset_ = table_start << cluster_bits_;
-    refcount_table_clusters_ = static_cast<uint32_t>(new_clusters);
-    QZNS_TRY(WriteHeader());
-    QZNS_TRY(file_->Sync());
+    Status st = [&]() -> Status {
+        for (uint64_t c = table_start; c < next; c++) QZNS_TRY(SetRefcount(c, 1));
+        QZNS_TRY(refblock_cache_.WriteDirty());
+        std::vector<uint8_t> raw(new_clusters * cluster_size_);
+        for (size_t i = 0; i < reftable_.size(); i++) store_be64(&raw[i * 8], reftable_[i]);
+        QZNS_TRY(file_->Pwrite(raw.data(), raw.size(), table_start << cluster_bits_));
+        QZNS_TRY(file_->Sync());
+        refcount_table_offset_ = table_start << cluster_bits_;
+        refcount_table_clusters_ = static_cast<uint32_t>(new_clusters);
+        QZNS_TRY(WriteHeader());
+        return file_->Sync();
+    }();
+    if (!st.ok()) {
+        // The disk still holds a consistent old or new table, but memory is ahead of the header:
+        // a later flush would write the new table where the header may not point. Stop writing.
+        writable_ = false;
+        write_failure_ = "growing the refcount table failed (" + st.message() + ")";
+        return st;
+    }
     reftable_dirty_ = false;
     for (uint64_t c = 0; c < old_clusters; c++)
         QZNS_TRY(UpdateRefcount(old_off + (c << cluster_bits_), cluster_size_, -1));

@@ -7,6 +7,7 @@
 
 #include "block/qcow2/qcow2.h"
 #include "block/qcow2/qcow2-entry.h"
+#include "block/zoned/zone-state-machine.h"
 #include "block/zoned/zone-word.h"
 
 namespace qzns::qcow2 {
@@ -32,6 +33,16 @@ struct SeedZonedExtension {
 static_assert(sizeof(SeedZonedExtension) == 56);
 
 }  // namespace
+
+ZoneGeometry ZoneGeometryOf(const ZonedGeometry& g, uint32_t zone) {
+    ZoneGeometry zg;
+    zg.zsze = g.zone_size / 512;
+    zg.zslba = uint64_t{zone} * zg.zsze;
+    bool conv = zone < g.nr_conv_zones;
+    zg.zcap = conv ? zg.zsze : g.zone_capacity / 512;
+    zg.type = conv ? ZoneType::kConventional : ZoneType::kSeqWriteRequired;
+    return zg;
+}
 
 Status ValidateZonedGeometry(uint64_t disk_size, ZonedGeometry* g) {
     bool zbc = g->profile == ZonedProfile::kZbc;
@@ -186,21 +197,15 @@ Status Image::ValidateZonedTables() {
     if (g.zd_extension_size)
         QZNS_TRY(check_area(zoned_ext_.zded_offset.get(), zoned_ext_.zded_size.get(), "descriptor extension table"));
     std::vector<uint64_t> words(std::min<uint64_t>(g.nr_zones, 65536));
-    uint64_t zs_sectors = g.zone_size / 512, cap_sectors = g.zone_capacity / 512;
     for (uint32_t first = 0; first < g.nr_zones;) {
         uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(words.size(), g.nr_zones - first));
         QZNS_TRY(ReadZoneWords(first, n, words.data()));
         for (uint32_t i = 0; i < n; i++) {
             ZoneWord w{words[i]};
             uint32_t z = first + i;
-            uint64_t start = uint64_t{z} * zs_sectors;
-            bool conv = z < g.nr_conv_zones;
-            bool ok = IsValidZoneState(w.state_bits()) &&
-                      (conv ? (w.type() == ZoneType::kConventional && w.state() == ZoneState::kNotWritePointer)
-                            : (w.type() == ZoneType::kSeqWriteRequired && w.state() != ZoneState::kNotWritePointer &&
-                               w.wp() >= start && w.wp() <= start + cap_sectors));
-            if (!ok)
-                return Status::Error(EINVAL, "zone " + Str(z) + " has an invalid zone word 0x" + [&] {
+            Status st = ValidateZoneWord(w, ZoneGeometryOf(g, z));
+            if (!st.ok())
+                return Status::Error(EINVAL, "zone " + Str(z) + " has an invalid zone word (" + st.message() + "): 0x" + [&] {
                     char b[20];
                     snprintf(b, sizeof(b), "%016llx", static_cast<unsigned long long>(w.raw));
                     return std::string(b);

@@ -56,9 +56,15 @@ Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, OpenFlags
         if (in.seed_layout)
             return Status::Error(ENOTSUP, "images in the seed series' zoned layout are read-only; "
                                           "convert them with 'qzns-img convert'");
-        if (!in.zoned_problem.empty() && !flags.check_mode)
+        if (!in.zoned_problem.empty() && !flags.check_mode) {
+            // A repair cannot undo a resize (and shrinking back discards the zone tables), so
+            // do not send the user to check -r for that one.
+            bool resized = !in.seed_layout && img->zoned_ext_.disk_size.get() != img->size_;
             return Status::Error(EUCLEAN, "zoned metadata is invalid: " + in.zoned_problem +
-                                              "; run 'qzns-img check -r all'");
+                                              (resized ? "; its zones cannot be used any more: copy the data to a "
+                                                         "new image with 'qzns-img convert'"
+                                                       : "; run 'qzns-img check -r all'"));
+        }
         img->writable_ = true;
         uint64_t autoclear = in.autoclear_features & kAutoclearZoned;  // drop bits we do not maintain
         bool was_in_use = img->info_.zoned_in_use;
@@ -79,6 +85,8 @@ Status Image::CheckWritable() const {
     if (closed_) return Status::Error(EBADF, "image is closed");
     if (!writable_) {
         if (info_.corrupt) return Status::Error(EUCLEAN, "image is corrupt; run 'qzns-img check -r all'");
+        if (!write_failure_.empty())
+            return Status::Error(EIO, write_failure_ + "; writes are refused until the image is reopened");
         return Status::Error(EROFS, "image is opened read-only");
     }
     return Status::Ok();
@@ -320,7 +328,11 @@ Status Image::ZeroOrDiscardLocked(uint64_t off, uint64_t len, bool discard, bool
 }
 
 Status Image::FlushMetadataLocked() {
-    if (!writable_) return Status::Ok();
+    if (!writable_) {
+        // Completed writes whose metadata can no longer be written must not look durable.
+        if (!write_failure_.empty()) return Status::Error(EIO, write_failure_ + "; recent writes were not saved");
+        return Status::Ok();
+    }
     QZNS_ASSIGN(uint64_t fsize, file_->Size());
     // Every cluster handed out must lie inside the file for other tools (they read past EOF
     // as an error in some checks).

@@ -30,6 +30,7 @@
 #include "block/block-driver.h"
 #include "block/qcow2/format.h"
 #include "block/qcow2/qcow2-cache.h"
+#include "block/zoned/zone-state-machine.h"
 
 namespace qzns::qcow2 {
 
@@ -44,6 +45,9 @@ struct ZonedGeometry {
     uint32_t max_append_bytes = 0;
     uint32_t zd_extension_size = 0;
 };
+
+// The state machine's view of one zone of a geometry (sectors).
+ZoneGeometry ZoneGeometryOf(const ZonedGeometry& g, uint32_t zone);
 
 // Checks and completes a geometry for a disk of disk_size bytes (fills nr_zones). The messages
 // name the create option to change.
@@ -261,6 +265,8 @@ private:
     uint64_t initial_eof_ = 0;
     bool metadata_dirty_ = false;
     bool data_written_since_sync_ = false;
+    // Why writes stopped after a metadata update failed half-way (empty while writable).
+    std::string write_failure_;
 };
 
 }  // namespace qzns::qcow2

@@ -102,6 +102,7 @@ private:
     BlkResult FinishWrite(uint32_t z, uint64_t slba, Status st, bool fua);
     Status DiscardRange(uint64_t begin_sector, uint64_t end_sector, bool zero_partial);
     Status PersistAll();
+    Status WriteWords(const std::vector<uint32_t>& zones, const std::vector<uint64_t>& snapshot);
 
     std::unique_ptr<BlockDriver> drv_;
     qcow2::Image* img_;
@@ -425,6 +426,16 @@ BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
             if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(z, e));
         }
     }
+    // Finish zeroes [old wp, capacity) before its word says Full, so the range never shows stale
+    // data. Reset and Offline free the zone's clusters only after their word is durable: freed
+    // first, a power cut could leave the old wp over data that is gone. Clusters a cut keeps
+    // past the new wp are freed by recovery.
+    bool word_first = false;
+    for (const Range& r : discards) word_first |= !r.zero;
+    if (word_first) {
+        BlkResult r = Flush();
+        if (!r.ok()) return r;
+    }
     for (const Range& r : discards) {
         Status st = DiscardRange(r.b, r.e, r.zero);
         if (!st.ok()) return BlkResult::Io(st);
@@ -471,6 +482,11 @@ BlkResult ZonedBackend::InjectZoneFault(uint32_t z, ZoneState state) {
         if (d.plan.discards()) discards.emplace_back(d.plan.discard_begin, d.plan.discard_end);
         cb = changed_cb_;
     }
+    // As for Reset: the Offline word is durable before the zone's clusters are freed.
+    if (!discards.empty()) {
+        BlkResult r = Flush();
+        if (!r.ok()) return r;
+    }
     for (auto [b, e] : discards) {
         Status st = DiscardRange(b, e, false);
         if (!st.ok()) return BlkResult::Io(st);
@@ -516,6 +532,21 @@ Status ZonedBackend::PersistAll() {
             dirty_list_.push_back(z);
         }
     }
+    Status st = WriteWords(zones, snapshot);
+    if (!st.ok()) {
+        // Nothing of this flush is known to be durable: the next flush writes these words again
+        // (dropping them would leave the image's wp behind data a later flush reports durable).
+        std::lock_guard<std::mutex> lk(mu_);
+        for (uint32_t z : zones) {
+            if (dirty_[z]) continue;
+            dirty_[z] = true;
+            dirty_list_.push_back(z);
+        }
+    }
+    return st;
+}
+
+Status ZonedBackend::WriteWords(const std::vector<uint32_t>& zones, const std::vector<uint64_t>& snapshot) {
     QZNS_TRY(drv_->Flush());
     if (zones.empty() || !persist_) return Status::Ok();
     // Write runs of neighbouring zones with one write each; gaps carry their persisted words.

@@ -103,6 +103,7 @@ int CmdConvert(Args& a) {
     uint64_t total = 0, done = 0;
     for (const Range& r : *ranges) total += r.end - r.start;
     std::vector<uint8_t> buf(kChunk);
+    uint64_t granule = dst->qcow2 ? dst->qcow2->cluster_size() : 4096;
     auto show = [&] {
         if (progress && !quiet) {
             printf("    (%.2f/100%%)\r", total ? 100.0 * done / total : 100.0);
@@ -118,11 +119,30 @@ int CmdConvert(Args& a) {
             if (!bs->zero) {
                 Status st = s.Read(off, buf.data(), n);
                 if (!st.ok()) return Fail(st);
-                // Keep the destination sparse where the data happens to be zeros.
-                bool all_zero = buf[0] == 0 && std::memcmp(buf.data(), buf.data() + 1, n - 1) == 0;
-                if (!all_zero) {
-                    st = d.Write(off, buf.data(), n);
+                // Keep the destination sparse where the data happens to be zeros: like qemu-img
+                // convert's -S, look at granules (the destination's clusters) and write only the
+                // runs that hold non-zero bytes.
+                for (uint64_t g = 0; g < n;) {
+                    auto is_zero = [&](uint64_t at) {
+                        uint64_t len = std::min(granule - (off + at) % granule, n - at);
+                        const uint8_t* p = buf.data() + at;
+                        bool z = p[0] == 0 && (len == 1 || std::memcmp(p, p + 1, len - 1) == 0);
+                        return std::make_pair(z, len);
+                    };
+                    auto [zero, len] = is_zero(g);
+                    if (zero) {
+                        g += len;
+                        continue;
+                    }
+                    uint64_t end = g + len;
+                    while (end < n) {
+                        auto [z2, l2] = is_zero(end);
+                        if (z2) break;
+                        end += l2;
+                    }
+                    st = d.Write(off + g, buf.data() + g, end - g);
                     if (!st.ok()) return Fail(st);
+                    g = end;
                 }
             }
             off += n;

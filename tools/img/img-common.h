@@ -51,5 +51,7 @@ int CmdCheck(Args& a);
 int CmdMap(Args& a);
 int CmdConvert(Args& a);
 int CmdZone(Args& a);
+int CmdZoneMap(Args& a);  // zone map (tools/img/zone-map.cc)
+int CmdBench(Args& a);
 
 }  // namespace qzns::img

@@ -141,8 +141,8 @@ int CmdInfo(Args& a) {
                 human += "    zone states:";
                 for (ZoneState s : kAllZoneStates) {
                     uint64_t c = counts->count(s) ? counts->at(s) : 0;
-                    st.Set(ZoneStateName(s), c);
-                    if (c) human += std::string(" ") + ZoneStateName(s) + " " + std::to_string(c);
+                    st.Set(ZoneStateLabel(s), c);
+                    if (c) human += std::string(" ") + ZoneStateLabel(s) + " " + std::to_string(c);
                 }
                 human += "\n";
                 z.Set("zone-states", std::move(st));

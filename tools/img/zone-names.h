@@ -5,7 +5,7 @@
 
 namespace qzns::img {
 
-inline const char* ZoneStateName(ZoneState s) {
+inline const char* ZoneStateLabel(ZoneState s) {
     switch (s) {
     case ZoneState::kNotWritePointer: return "not-write-pointer";
     case ZoneState::kEmpty: return "empty";

@@ -45,7 +45,7 @@ int CmdZone(Args& a) {
                 .Set("len", zs)
                 .Set("cap", conv ? zs : cap)
                 .Set("wptr", wp_rel)
-                .Set("state", ZoneStateName(w.state()))
+                .Set("state", ZoneStateLabel(w.state()))
                 .Set("type", conv ? "conventional" : "seq-write-required")
                 .Set("attrs", w.attrs());
             arr.Push(std::move(j));

@@ -48,6 +48,8 @@ fi
 find_zoned() {
     local d
     for d in /sys/block/nvme*n*; do
+        # nvmeXcYnZ are the hidden per-path devices of native multipath (fabrics): use the head.
+        case ${d##*/} in nvme*c*n*) continue ;; esac
         [ -e "$d/queue/zoned" ] || continue
         [ "$(cat "$d/queue/zoned")" = host-managed ] && { echo "/dev/${d##*/}"; return 0; }
     done

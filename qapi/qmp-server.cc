@@ -1,0 +1,272 @@
+#include "qapi/qmp-server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace qzns::qmp {
+namespace {
+
+constexpr size_t kMaxRequestBytes = 1 << 20;  // a client may not make the daemon buffer more
+
+Result<int> ListenOn(const std::string& address, std::string* unix_path) {
+    if (address.rfind("unix:", 0) == 0) {
+        std::string path = address.substr(5);
+        auto comma = path.find(',');
+        if (comma != std::string::npos) path = path.substr(0, comma);  // ",server,nowait" etc.
+        sockaddr_un sa = {};
+        sa.sun_family = AF_UNIX;
+        if (path.empty() || path.size() >= sizeof(sa.sun_path))
+            return Status::Error(EINVAL, "QMP socket path '" + path + "' is empty or too long");
+        std::memcpy(sa.sun_path, path.c_str(), path.size());
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return Status::Error(errno, "socket: " + std::string(strerror(errno)));
+        unlink(path.c_str());
+        if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0 || listen(fd, 8) < 0) {
+            int e = errno;
+            close(fd);
+            return Status::Error(e, "cannot listen on QMP socket " + path + ": " + strerror(e));
+        }
+        *unix_path = path;
+        return fd;
+    }
+    if (address.rfind("tcp:", 0) == 0) {
+        std::string hp = address.substr(4);
+        auto comma = hp.find(',');
+        if (comma != std::string::npos) hp = hp.substr(0, comma);
+        auto colon = hp.rfind(':');
+        if (colon == std::string::npos) return Status::Error(EINVAL, "QMP address must be tcp:HOST:PORT");
+        std::string host = hp.substr(0, colon), port = hp.substr(colon + 1);
+        addrinfo hints = {}, *res = nullptr;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_PASSIVE;
+        if (getaddrinfo(host.empty() ? "127.0.0.1" : host.c_str(), port.c_str(), &hints, &res) != 0 || !res)
+            return Status::Error(EINVAL, "cannot resolve QMP address " + hp);
+        int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 8) < 0) {
+            int e = errno;
+            freeaddrinfo(res);
+            if (fd >= 0) close(fd);
+            return Status::Error(e, "cannot listen on QMP address " + hp + ": " + strerror(e));
+        }
+        freeaddrinfo(res);
+        return fd;
+    }
+    return Status::Error(EINVAL, "QMP address must be unix:PATH or tcp:HOST:PORT, not '" + address + "'");
+}
+
+Json Timestamp() {
+    timeval tv;
+    gettimeofday(&tv, nullptr);
+    Json t = Json::MakeObject();
+    t.Set("seconds", static_cast<int64_t>(tv.tv_sec)).Set("microseconds", static_cast<int64_t>(tv.tv_usec));
+    return t;
+}
+
+std::string ErrorReply(const std::string& klass, const std::string& desc, const Json* id) {
+    Json e = Json::MakeObject();
+    e.Set("class", klass).Set("desc", desc);
+    Json r = Json::MakeObject();
+    r.Set("error", std::move(e));
+    if (id) r.Set("id", *id);
+    return r.Dump(-1);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<QmpServer>> QmpServer::Start(const std::string& address) {
+    std::unique_ptr<QmpServer> s(new QmpServer());
+    QZNS_ASSIGN(s->listen_fd_, ListenOn(address, &s->unix_path_));
+    s->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    s->thread_ = std::thread([p = s.get()] { p->Run(); });
+    return s;
+}
+
+QmpServer::~QmpServer() { Stop(); }
+
+void QmpServer::Stop() {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (stop_) return;
+        stop_ = true;
+    }
+    uint64_t one = 1;
+    if (write(wake_fd_, &one, sizeof(one)) < 0) {
+    }
+    if (thread_.joinable()) thread_.join();
+    for (auto& c : clients_) close(c.fd);
+    clients_.clear();
+    close(listen_fd_);
+    close(wake_fd_);
+    if (!unix_path_.empty()) unlink(unix_path_.c_str());
+}
+
+void QmpServer::Register(const std::string& name, CommandHandler handler) {
+    std::lock_guard<std::mutex> lk(mu_);
+    commands_[name] = std::move(handler);
+}
+
+std::vector<std::string> QmpServer::CommandNames() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    std::vector<std::string> out;
+    for (const auto& [n, h] : commands_) out.push_back(n);
+    return out;
+}
+
+void QmpServer::SendTo(int fd, const std::string& s) {
+    std::string line = s + "\r\n";
+    size_t off = 0;
+    while (off < line.size()) {
+        ssize_t n = send(fd, line.data() + off, line.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) return;  // the client went away; its fd is reaped by the loop
+        off += static_cast<size_t>(n);
+    }
+}
+
+void QmpServer::Emit(const std::string& event, Json data) {
+    Json e = Json::MakeObject();
+    e.Set("event", event).Set("data", std::move(data)).Set("timestamp", Timestamp());
+    std::string s = e.Dump(-1);
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& c : clients_)
+        if (c.negotiated) SendTo(c.fd, s);
+}
+
+std::string QmpServer::Dispatch(const Json& req, bool* negotiated) {
+    const Json* id = req.is_object() ? req.get("id") : nullptr;
+    if (!req.is_object()) return ErrorReply("GenericError", "QMP input must be a JSON object", nullptr);
+    const Json* exec = req.get("execute");
+    if (!exec) exec = req.get("exec-oob");
+    if (!exec || !exec->is_string())
+        return ErrorReply("GenericError", "QMP input lacks member 'execute'", id);
+    for (const auto& [k, v] : req.as_object()) {
+        if (k != "execute" && k != "arguments" && k != "id" && k != "exec-oob")
+            return ErrorReply("GenericError", "QMP input member '" + k + "' is unexpected", id);
+    }
+    const std::string& name = exec->as_string();
+    const Json* args = req.get("arguments");
+    if (args && !args->is_object())
+        return ErrorReply("GenericError", "QMP input member 'arguments' must be an object", id);
+    if (name == "qmp_capabilities") {
+        if (*negotiated)
+            return ErrorReply("CommandNotFound", "Capabilities negotiation is already complete, command "
+                                                 "'qmp_capabilities' ignored", id);
+        *negotiated = true;
+        Json r = Json::MakeObject();
+        r.Set("return", Json::MakeObject());
+        if (id) r.Set("id", *id);
+        return r.Dump(-1);
+    }
+    if (!*negotiated)
+        return ErrorReply("CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'", id);
+    CommandHandler h;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        auto it = commands_.find(name);
+        if (it == commands_.end()) return ErrorReply("CommandNotFound", "The command " + name + " has not been found", id);
+        h = it->second;
+    }
+    static const Json kEmpty = Json::MakeObject();
+    CommandResult res = h(args ? *args : kEmpty);
+    if (auto* err = std::get_if<QmpError>(&res)) return ErrorReply(err->klass, err->desc, id);
+    Json r = Json::MakeObject();
+    r.Set("return", std::get<Json>(std::move(res)));
+    if (id) r.Set("id", *id);
+    return r.Dump(-1);
+}
+
+void QmpServer::Run() {
+    Json greeting = Json::MakeObject();
+    {
+        Json ver = Json::MakeObject();
+        Json q = Json::MakeObject();
+        q.Set("major", 0).Set("minor", 1).Set("micro", 0);
+        ver.Set("qemu", std::move(q)).Set("package", "qzns");
+        Json qmp = Json::MakeObject();
+        qmp.Set("version", std::move(ver)).Set("capabilities", Json::MakeArray());
+        greeting.Set("QMP", std::move(qmp));
+    }
+    std::string greeting_s = greeting.Dump(-1);
+    while (true) {
+        std::vector<pollfd> fds;
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            if (stop_) return;
+            fds.push_back({listen_fd_, POLLIN, 0});
+            fds.push_back({wake_fd_, POLLIN, 0});
+            for (auto& c : clients_) fds.push_back({c.fd, POLLIN, 0});
+        }
+        if (poll(fds.data(), fds.size(), -1) < 0) {
+            if (errno == EINTR) continue;
+            return;
+        }
+        if (fds[1].revents) {
+            std::lock_guard<std::mutex> lk(mu_);
+            if (stop_) return;
+        }
+        if (fds[0].revents & POLLIN) {
+            int c = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c >= 0) {
+                std::lock_guard<std::mutex> lk(mu_);
+                clients_.push_back({c, "", false});
+                SendTo(c, greeting_s);
+            }
+        }
+        for (size_t i = 2; i < fds.size(); i++) {
+            if (!fds[i].revents) continue;
+            int fd = fds[i].fd;
+            char buf[4096];
+            ssize_t n = recv(fd, buf, sizeof(buf), 0);
+            std::unique_lock<std::mutex> lk(mu_);
+            auto it = std::find_if(clients_.begin(), clients_.end(), [fd](const Client& c) { return c.fd == fd; });
+            if (it == clients_.end()) continue;
+            if (n <= 0) {
+                close(fd);
+                clients_.erase(it);
+                continue;
+            }
+            it->inbuf.append(buf, static_cast<size_t>(n));
+            // Requests are JSON values back to back; parse as many as are complete.
+            while (true) {
+                size_t used = 0;
+                auto v = ParseJsonPrefix(it->inbuf, &used);
+                if (!v.ok() && v.status().err() == EAGAIN) {
+                    bool blank = it->inbuf.find_first_not_of(" \t\r\n") == std::string::npos;
+                    if (blank) it->inbuf.clear();
+                    if (it->inbuf.size() > kMaxRequestBytes) {
+                        SendTo(fd, ErrorReply("GenericError", "QMP request too large", nullptr));
+                        close(fd);
+                        clients_.erase(it);
+                    }
+                    break;
+                }
+                if (!v.ok()) {
+                    SendTo(fd, ErrorReply("GenericError", v.status().message(), nullptr));
+                    it->inbuf.clear();  // resynchronise at the next request
+                    break;
+                }
+                it->inbuf.erase(0, used);
+                bool negotiated = it->negotiated;
+                lk.unlock();
+                std::string reply = Dispatch(*v, &negotiated);
+                lk.lock();
+                it = std::find_if(clients_.begin(), clients_.end(), [fd](const Client& c) { return c.fd == fd; });
+                if (it == clients_.end()) break;
+                it->negotiated = negotiated;
+                SendTo(fd, reply);
+            }
+        }
+    }
+}
+
+}  // namespace qzns::qmp
