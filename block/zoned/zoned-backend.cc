@@ -574,6 +574,17 @@ BlkResult ZonedBackend::Flush() {
 Status ZonedBackend::Close() {
     {
         std::lock_guard<std::mutex> fl(flush_mu_);
+        if (!read_only()) {
+            // A clean shutdown is a controller shutdown for the zones: opened zones are stored
+            // Closed (or Empty), exactly as every later open would present them.
+            std::lock_guard<std::mutex> lk(mu_);
+            for (uint32_t z = geo_.nr_conv_zones; z < geo_.nr_zones; z++) {
+                ZoneState s = ZoneWord{words_[z]}.state();
+                if (s != ZoneState::kImplicitOpen && s != ZoneState::kExplicitOpen) continue;
+                ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::Recover());
+                if (d.ok()) Apply(z, d.plan);
+            }
+        }
         QZNS_TRY(PersistAll());
     }
     return drv_->Close();

@@ -39,6 +39,9 @@ struct ServerOptions {
     int request_timeout_ms = 5000;
     // One line per message received or sent, for debugging and the integration log.
     std::function<void(const std::string&)> trace;
+    // Called on the serving thread when a client connects (true) and after it is gone and the
+    // device has been reset (false); `why` says why a connection ended ("" for a clean close).
+    std::function<void(bool connected, const std::string& why)> on_client;
 };
 
 // Per-command counters, readable while serving.
@@ -49,6 +52,7 @@ struct ServerStats {
     std::atomic<uint64_t> protocol_closes{0};  // connections closed for protocol violations
     std::atomic<uint64_t> irqs_raised{0};
     std::atomic<uint64_t> irqs_dropped{0};
+    std::atomic<uint64_t> clients_refused{0};  // connected while another client was served
 };
 
 class VfioUserServer final : private IrqSink, private DmaMessageIo {
@@ -58,9 +62,12 @@ public:
     VfioUserServer(const VfioUserServer&) = delete;
     VfioUserServer& operator=(const VfioUserServer&) = delete;
 
-    // Binds and listens on `path` (a stale socket file there is removed).
+    // Binds and listens on `path`. A stale socket file there is removed; a socket some other
+    // server still accepts on is not (EADDRINUSE).
     [[nodiscard]] Status Listen(const std::string& path);
-    // Accepts and serves clients one at a time until Stop(). Needs Listen() first.
+    // Accepts and serves clients one at a time until Stop(). Needs Listen() first. A client
+    // that connects while another is served is closed at once (QEMU reports the failure)
+    // rather than left waiting in the backlog.
     [[nodiscard]] Status Run();
     // Serves one already connected client (e.g. one end of a socketpair) until it disconnects
     // or Stop() is called. A disconnect is not an error; a protocol violation returns it.
@@ -76,6 +83,7 @@ public:
     void DropClient();
 
     bool negotiated() const { return negotiated_; }
+    bool client_connected() const { return client_connected_.load(); }
     const ServerStats& stats() const { return stats_; }
     DmaSpace* dma() { return &dma_; }
     IrqSink* irq_sink() { return this; }
@@ -125,6 +133,7 @@ private:
     std::string listen_path_;
     UniqueFd stop_fd_;  // eventfd
     std::atomic<bool> stop_{false};
+    std::atomic<bool> client_connected_{false};
 
     // The current connection.
     std::mutex conn_mu_;
