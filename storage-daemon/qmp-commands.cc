@@ -6,6 +6,7 @@
 #include <chrono>
 #include <thread>
 
+#include "block/zoned/zone-names.h"
 #include "block/zoned/zone-state-machine.h"
 #include "storage-daemon/nvme-tcp-export.h"
 
@@ -18,19 +19,6 @@ using qmp::QmpError;
 QmpError Err(const Status& st, const char* klass = "GenericError") { return QmpError{klass, st.message()}; }
 QmpError Err(const std::string& msg, const char* klass = "GenericError") { return QmpError{klass, msg}; }
 
-const char* StateName(ZoneState s) {
-    switch (s) {
-    case ZoneState::kNotWritePointer: return "not-write-pointer";
-    case ZoneState::kEmpty: return "empty";
-    case ZoneState::kImplicitOpen: return "implicitly-opened";
-    case ZoneState::kExplicitOpen: return "explicitly-opened";
-    case ZoneState::kClosed: return "closed";
-    case ZoneState::kReadOnly: return "read-only";
-    case ZoneState::kFull: return "full";
-    case ZoneState::kOffline: return "offline";
-    }
-    return "invalid";
-}
 
 }  // namespace
 
@@ -104,7 +92,7 @@ void RegisterQmpCommands(qmp::QmpServer& qmp, BlockNodes& nodes, Exports& export
                 .Set("length", z.len)
                 .Set("capacity", z.cap)
                 .Set("write-pointer", z.wp)
-                .Set("state", StateName(z.state))
+                .Set("state", ZoneStateLabel(z.state))
                 .Set("type", z.type == ZoneType::kConventional ? "conventional" : "sequential-write-required")
                 .Set("attributes", z.attrs);
             arr.Push(std::move(j));

@@ -39,6 +39,7 @@ struct BenchOptions {
     std::string format;
     uint64_t flush_interval = 0;
     bool quiet = false;
+    bool persist_zones = true;  // --persist-zones=off: measures the cost of zone persistence
 };
 
 struct Buffer {
@@ -254,7 +255,8 @@ Result<uint64_t> Num(const std::string& opt, const std::string& v, bool size) {
 int CmdBench(Args& a) {
     BenchOptions o;
     while (true) {
-        auto n = a.Next({"c", "d", "f", "o", "s", "S", "t", "pattern", "zoned", "flush-interval"});
+        auto n = a.Next({"c", "d", "f", "o", "s", "S", "t", "pattern", "zoned", "flush-interval",
+                          "persist-zones"});
         if (!n.ok()) return Fail(n.status());
         if (n->empty()) break;
         const std::string& v = a.value();
@@ -290,6 +292,10 @@ int CmdBench(Args& a) {
             if (v == "seq") o.random = false;
             else if (v == "rand") o.random = true;
             else return Fail("--pattern must be seq or rand");
+        } else if (*n == "persist-zones") {
+            if (v == "on") o.persist_zones = true;
+            else if (v == "off") o.persist_zones = false;
+            else return Fail("--persist-zones must be on or off");
         } else if (*n == "zoned") {
             if (v == "seq") o.zoned = ZonedMode::kSeq;
             else if (v == "append") o.zoned = ZonedMode::kAppend;
@@ -301,7 +307,8 @@ int CmdBench(Args& a) {
     const auto& pos = a.positional();
     if (pos.size() != 1)
         return Fail("usage: bench [-w] [-d depth] [-s size] [-c count] [-t none|writeback] [-o offset] [-S step] "
-                    "[--pattern=seq|rand] [--zoned=seq|append] [--flush-interval=N] [-f FMT] FILE");
+                    "[--pattern=seq|rand] [--zoned=seq|append] [--flush-interval=N] [--persist-zones=on|off] "
+                    "[-f FMT] FILE");
     if (o.size % 512) return Fail("the buffer size must be a multiple of 512 bytes");
 
     BlockBackendOptions bo;
@@ -309,6 +316,7 @@ int CmdBench(Args& a) {
     bo.format = o.format;
     bo.read_only = !o.write;
     bo.direct = o.direct;
+    bo.persist_zones = o.persist_zones;
     auto be = BlockBackend::Open(bo);
     if (!be.ok()) return Fail(be.status().Prefix("Could not open '" + pos[0] + "'"));
     BlockBackend& b = **be;

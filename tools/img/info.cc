@@ -2,7 +2,7 @@
 #include <map>
 
 #include "tools/img/img-common.h"
-#include "tools/img/zone-names.h"
+#include "block/zoned/zone-names.h"
 #include "util/json.h"
 #include "util/size.h"
 

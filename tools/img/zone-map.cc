@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "tools/img/img-common.h"
-#include "tools/img/zone-names.h"
+#include "block/zoned/zone-names.h"
 #include "util/size.h"
 
 namespace qzns::img {

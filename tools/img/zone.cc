@@ -1,7 +1,7 @@
 // qzns-img zone report: every zone's start, length, capacity, write pointer, state and
 // attributes, in blkzone report's shape (or JSON).
 #include "tools/img/img-common.h"
-#include "tools/img/zone-names.h"
+#include "block/zoned/zone-names.h"
 #include "util/json.h"
 
 namespace qzns::img {

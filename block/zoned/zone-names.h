@@ -3,7 +3,7 @@
 
 #include "block/zoned/zone-word.h"
 
-namespace qzns::img {
+namespace qzns {
 
 inline const char* ZoneStateLabel(ZoneState s) {
     switch (s) {
@@ -37,4 +37,4 @@ constexpr ZoneState kAllZoneStates[] = {ZoneState::kNotWritePointer, ZoneState::
                                         ZoneState::kExplicitOpen, ZoneState::kClosed, ZoneState::kFull,
                                         ZoneState::kReadOnly, ZoneState::kOffline};
 
-}  // namespace qzns::img
+}  // namespace qzns
