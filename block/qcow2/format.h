@@ -47,6 +47,8 @@ constexpr uint64_t kIncompatCorrupt = 1ull << 1;
 constexpr uint64_t kIncompatDataFile = 1ull << 2;
 constexpr uint64_t kIncompatCompression = 1ull << 3;
 constexpr uint64_t kIncompatExtendedL2 = 1ull << 4;
+// The seed series' "zoned format" bit: understood for reading when its extension is present.
+constexpr uint64_t kIncompatSeedZoned = 1ull << 5;
 // The only incompatible bits qzns can honour; any other one refuses the image.
 constexpr uint64_t kIncompatSupported = kIncompatDirty | kIncompatCorrupt | kIncompatCompression;
 

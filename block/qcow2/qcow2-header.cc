@@ -85,6 +85,9 @@ Status Image::ParseHeader() {
     QZNS_TRY(ParseExtensions(cluster0, header_length_));
 
     uint64_t unknown_incompat = info_.incompatible_features & ~kIncompatSupported;
+    // The seed series marks its images with incompatible bit 5; with its extension present we
+    // know what the bit means and can read (not write) the image.
+    if (info_.seed_layout) unknown_incompat &= ~kIncompatSeedZoned;
     if (unknown_incompat) {
         std::string names;
         for (unsigned bit = 0; bit < 64; bit++) {

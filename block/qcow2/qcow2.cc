@@ -35,6 +35,12 @@ Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, OpenFlags
     img->l2_cache_.Init(img->file_.get(), cs, (32u << 20) / cs);
     img->refblock_cache_.Init(img->file_.get(), cs, (4u << 20) / cs);
 
+    if (img->info_.seed_layout) {
+        ZonedGeometry g = *img->info_.zoned;
+        Status st = ValidateZonedGeometry(img->size_, &g).Prefix("seed-series zoned extension");
+        if (st.ok()) img->info_.zoned = g;  // fills nr_zones
+        else img->info_.zoned_problem = st.message();
+    }
     if (img->has_zoned_ext_) {
         img->info_.foreign_writer = !(img->info_.autoclear_features & kAutoclearZoned);
         // A foreign writer may have resized the disk or reused the zone tables' clusters.
