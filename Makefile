@@ -33,11 +33,12 @@ check-iotests: build
 
 $(ASAN_BUILD)/build.ninja:
 	CXX=clang++ meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
-		-Dbuildtype=debug
+		-Dbuildtype=debugoptimized
 
 check-asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --print-errorlogs
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --print-errorlogs \
+		--timeout-multiplier 3
 	cd tests/iotests && QZNS_BUILD=$(abspath $(ASAN_BUILD)) \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 $(PYTEST) -q
 
@@ -98,3 +99,22 @@ check-fuzz: fuzz
 			{ tail -60 $(FUZZ_BUILD)/$$t.log; echo "$$t failed; reproducer in $(FUZZ_BUILD)/$$t-*"; exit 1; }; \
 		tail -1 $(FUZZ_BUILD)/$$t.log; \
 	done
+
+# `make bench` (bench/README.md): every comparison with qzns's peers in one run — fio on a raw
+# file, Debian's qemu-img bench, QEMU 7.2's built-in ZNS in the test guest, persistence on/off,
+# scale to 1M zones. Prints a table of ratios and writes bench/results/latest.{md,json,png}.
+BENCH_PACKAGES := fio gnuplot-nox qemu-utils qemu-system-x86 util-linux
+BENCH_SCALE := $(BUILD)/bench/qzns-bench-scale
+
+.PHONY: bench
+bench: deps $(BUILD)/build.ninja
+	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing: $$missing"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	ninja -C $(BUILD) tools/qzns-img tools/qzns-io storage-daemon/qzns-storage-daemon block/libqzns-block.a
+	mkdir -p $(BUILD)/bench
+	$(CXX) -std=c++20 -O2 -I. bench/scale.cc $(BUILD)/block/libqzns-block.a -lz -pthread -o $(BENCH_SCALE)
+	$(SUDO) python3 bench/run.py --build $(BUILD)
