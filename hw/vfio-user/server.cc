@@ -75,6 +75,13 @@ Status VfioUserServer::Listen(const std::string& path) {
     if (!fd.valid()) return Errno(errno, "socket: " + std::string(std::strerror(errno)));
     sa.sun_family = AF_UNIX;
     std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+    {
+        // Only a socket nobody accepts on is stale; never unlink a live server's socket.
+        UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (probe.valid() &&
+            ::connect(probe.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0)
+            return Errno(EADDRINUSE, path + " is in use by another server");
+    }
     ::unlink(path.c_str());
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
         return Errno(errno, "bind " + path + ": " + std::strerror(errno));
@@ -133,6 +140,7 @@ Status VfioUserServer::ServeConnection(UniqueFd conn) {
     }
     negotiated_ = false;
     device_->Attach(&dma_, this);
+    bool announced = false;  // a client counts as connected once VERSION is negotiated
     size_t max_size = kHdr + 64 + std::max<size_t>(opts_.max_data_xfer_size, 4096);
     Status result;
     while (!stop_) {
@@ -141,13 +149,26 @@ Status VfioUserServer::ServeConnection(UniqueFd conn) {
             m = std::move(deferred_.front());
             deferred_.pop_front();
         } else {
-            pollfd p[2] = {{conn.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
-            if (::poll(p, 2, -1) < 0) {
+            // A negative fd (no listening socket: socketpair tests) is ignored by poll.
+            pollfd p[3] = {{conn.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0},
+                           {listen_fd_.valid() ? listen_fd_.get() : -1, POLLIN, 0}};
+            if (::poll(p, 3, -1) < 0) {
                 if (errno == EINTR) continue;
                 result = Errno(errno, "poll failed");
                 break;
             }
             if (stop_) break;
+            if (p[2].revents & POLLIN) {
+                // One client at a time: a second one is closed before VERSION, so its QEMU
+                // fails at once instead of hanging in the backlog until this client leaves.
+                UniqueFd extra(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+                if (extra.valid()) {
+                    stats_.clients_refused++;
+                    if (opts_.trace) opts_.trace("refused a second client while one is served");
+                    if (opts_.on_refused) opts_.on_refused();
+                }
+            }
+            if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             Status st = RecvMessage(conn.get(), max_size, opts_.max_msg_fds, &m);
             if (!st.ok()) {
                 if (st.err() != ECONNRESET) {
@@ -193,6 +214,11 @@ Status VfioUserServer::ServeConnection(UniqueFd conn) {
                 break;
             }
         }
+        if (!announced && negotiated_) {
+            announced = true;
+            client_connected_ = true;
+            if (opts_.on_client) opts_.on_client(true, "");
+        }
     }
     {
         std::lock_guard lk(conn_mu_);
@@ -206,6 +232,8 @@ Status VfioUserServer::ServeConnection(UniqueFd conn) {
     }
     deferred_.clear();
     DropClient();
+    client_connected_ = false;
+    if (announced && opts_.on_client) opts_.on_client(false, result.ok() ? "" : result.message());
     return result;
 }
 

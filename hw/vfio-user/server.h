@@ -39,9 +39,12 @@ struct ServerOptions {
     int request_timeout_ms = 5000;
     // One line per message received or sent, for debugging and the integration log.
     std::function<void(const std::string&)> trace;
-    // Called on the serving thread when a client connects (true) and after it is gone and the
-    // device has been reset (false); `why` says why a connection ended ("" for a clean close).
+    // Called on the serving thread when a client has negotiated VERSION (true) and after that
+    // client is gone and the device has been reset (false); `why` says why the connection
+    // ended ("" for a clean close). Connections that never negotiate (probes) are not reported.
     std::function<void(bool connected, const std::string& why)> on_client;
+    // Called when a client was closed because another one is being served.
+    std::function<void()> on_refused;
 };
 
 // Per-command counters, readable while serving.
@@ -83,6 +86,7 @@ public:
     void DropClient();
 
     bool negotiated() const { return negotiated_; }
+    // A client has negotiated VERSION and is still connected.
     bool client_connected() const { return client_connected_.load(); }
     const ServerStats& stats() const { return stats_; }
     DmaSpace* dma() { return &dma_; }

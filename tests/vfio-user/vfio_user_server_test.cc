@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -686,6 +687,99 @@ TEST_F(Fixture, RandomMessagesNeverCrash) {
         ASSERT_EQ(m.msg_id(), id_);
     }
     EXPECT_GT(server_->stats().error_replies.load(), 0u);
+}
+
+// ---- Listening socket: one client at a time, a live socket is never taken over ---------------
+
+UniqueFd ConnectTo(const std::string& path) {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return UniqueFd();
+    return fd;
+}
+
+std::string TempSocketPath(const char* name) {
+    return "/tmp/qzns-vfu-test-" + std::to_string(::getpid()) + "-" + name + ".sock";
+}
+
+void SendVersion(int fd) {
+    std::vector<uint8_t> payload = Bytes(VersionPayload{});
+    MsgHeader h;
+    h.msg_id.set(1);
+    h.command.set(uint16_t(Command::kVersion));
+    h.msg_size.set(uint32_t(sizeof(h) + payload.size()));
+    std::vector<uint8_t> msg = Cat(Bytes(h), payload);
+    ASSERT_EQ(::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL), ssize_t(msg.size()));
+}
+
+bool PeerClosed(int fd, int timeout_ms = 5000) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) <= 0) return false;
+    char c;
+    return ::recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+}
+
+TEST(ListeningServer, SecondClientIsClosedWhileOneIsServedAndTheNextIsAccepted) {
+    TestPciDevice dev;
+    std::atomic<int> connects{0}, disconnects{0}, refused{0};
+    ServerOptions opts;
+    opts.on_client = [&](bool up, const std::string&) { (up ? connects : disconnects)++; };
+    opts.on_refused = [&] { refused++; };
+    VfioUserServer server(&dev, opts);
+    std::string path = TempSocketPath("refuse");
+    ASSERT_TRUE(server.Listen(path).ok());
+    std::thread t([&] { EXPECT_TRUE(server.Run().ok()); });
+
+    UniqueFd first = ConnectTo(path);
+    ASSERT_TRUE(first.valid());
+    EXPECT_FALSE(server.client_connected());  // not before VERSION
+    SendVersion(first.get());
+    for (int i = 0; i < 500 && !server.client_connected(); i++) usleep(2000);
+    ASSERT_TRUE(server.client_connected());
+    UniqueFd second = ConnectTo(path);
+    ASSERT_TRUE(second.valid());
+    EXPECT_TRUE(PeerClosed(second.get()));
+    EXPECT_EQ(refused.load(), 1);
+    EXPECT_EQ(server.stats().clients_refused.load(), 1u);
+    EXPECT_TRUE(server.client_connected());  // the first client is untouched
+
+    first.reset();  // QEMU exits; a restarted one connects again
+    for (int i = 0; i < 500 && disconnects.load() == 0; i++) usleep(2000);
+    EXPECT_EQ(disconnects.load(), 1);
+    UniqueFd third = ConnectTo(path);
+    ASSERT_TRUE(third.valid());
+    SendVersion(third.get());
+    for (int i = 0; i < 500 && connects.load() < 2; i++) usleep(2000);
+    EXPECT_EQ(connects.load(), 2);
+    server.Stop();
+    t.join();
+    EXPECT_FALSE(server.client_connected());
+}
+
+TEST(ListeningServer, ListenRefusesASocketAnotherServerAcceptsOnButReplacesAStaleOne) {
+    TestPciDevice dev1, dev2;
+    VfioUserServer live(&dev1, {});
+    std::string path = TempSocketPath("inuse");
+    ASSERT_TRUE(live.Listen(path).ok());
+    VfioUserServer other(&dev2, {});
+    Status st = other.Listen(path);
+    EXPECT_EQ(st.err(), EADDRINUSE) << st.message();
+    EXPECT_TRUE(ConnectTo(path).valid());  // still the live server's socket
+
+    // A socket file nobody listens on (a crashed daemon's) is replaced.
+    std::string stale = TempSocketPath("stale");
+    {
+        UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        std::memcpy(sa.sun_path, stale.c_str(), stale.size() + 1);
+        ::unlink(stale.c_str());
+        ASSERT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+    }
+    VfioUserServer replacing(&dev2, {});
+    EXPECT_TRUE(replacing.Listen(stale).ok());
 }
 
 }  // namespace
