@@ -145,12 +145,14 @@ void QmpServer::Emit(const std::string& event, Json data) {
 std::string QmpServer::Dispatch(const Json& req, bool* negotiated) {
     const Json* id = req.is_object() ? req.get("id") : nullptr;
     if (!req.is_object()) return ErrorReply("GenericError", "QMP input must be a JSON object", nullptr);
+    if (req.get("exec-oob"))  // no capabilities are offered, so there is no out-of-band mode
+        return ErrorReply("GenericError", "QMP input member 'exec-oob' needs the 'oob' capability, which qzns "
+                                          "does not offer", id);
     const Json* exec = req.get("execute");
-    if (!exec) exec = req.get("exec-oob");
     if (!exec || !exec->is_string())
         return ErrorReply("GenericError", "QMP input lacks member 'execute'", id);
     for (const auto& [k, v] : req.as_object()) {
-        if (k != "execute" && k != "arguments" && k != "id" && k != "exec-oob")
+        if (k != "execute" && k != "arguments" && k != "id")
             return ErrorReply("GenericError", "QMP input member '" + k + "' is unexpected", id);
     }
     const std::string& name = exec->as_string();
@@ -161,6 +163,18 @@ std::string QmpServer::Dispatch(const Json& req, bool* negotiated) {
         if (*negotiated)
             return ErrorReply("CommandNotFound", "Capabilities negotiation is already complete, command "
                                                  "'qmp_capabilities' ignored", id);
+        if (args) {
+            for (const auto& [k, v] : args->as_object()) {
+                if (k != "enable") return ErrorReply("GenericError", "Parameter '" + k + "' is unexpected", id);
+                if (!v.is_array())
+                    return ErrorReply("GenericError", "Invalid parameter type for 'enable', expected: array", id);
+                if (!v.as_array().empty()) {  // qzns offers no capabilities (QEMU's wording)
+                    const Json& c = v.as_array().front();
+                    return ErrorReply("GenericError", "Capability '" + (c.is_string() ? c.as_string() : c.Dump(-1)) +
+                                                          "' not available", id);
+                }
+            }
+        }
         *negotiated = true;
         Json r = Json::MakeObject();
         r.Set("return", Json::MakeObject());
@@ -238,22 +252,37 @@ void QmpServer::Run() {
             it->inbuf.append(buf, static_cast<size_t>(n));
             // Requests are JSON values back to back; parse as many as are complete.
             while (true) {
+                if (it->discarding) {
+                    size_t nl = it->inbuf.find('\n');
+                    if (nl == std::string::npos) {
+                        it->inbuf.clear();
+                        break;
+                    }
+                    it->inbuf.erase(0, nl + 1);
+                    it->discarding = false;
+                }
                 size_t used = 0;
                 auto v = ParseJsonPrefix(it->inbuf, &used);
                 if (!v.ok() && v.status().err() == EAGAIN) {
                     bool blank = it->inbuf.find_first_not_of(" \t\r\n") == std::string::npos;
                     if (blank) it->inbuf.clear();
                     if (it->inbuf.size() > kMaxRequestBytes) {
-                        SendTo(fd, ErrorReply("GenericError", "QMP request too large", nullptr));
-                        close(fd);
-                        clients_.erase(it);
+                        // Refused, and the connection stays usable from the next line on.
+                        SendTo(fd, ErrorReply("GenericError", "QMP request too large (limit " +
+                                                                  std::to_string(kMaxRequestBytes) + " bytes)",
+                                              nullptr));
+                        it->inbuf.clear();
+                        it->discarding = true;
                     }
                     break;
                 }
                 if (!v.ok()) {
                     SendTo(fd, ErrorReply("GenericError", v.status().message(), nullptr));
-                    it->inbuf.clear();  // resynchronise at the next request
-                    break;
+                    // Resynchronise at the line after the bad request: requests that followed it
+                    // in the same read are still answered.
+                    it->inbuf.erase(0, std::min(it->inbuf.size(), it->inbuf.find_first_not_of(" \t\r\n")));
+                    it->discarding = true;
+                    continue;
                 }
                 it->inbuf.erase(0, used);
                 bool negotiated = it->negotiated;

@@ -49,6 +49,7 @@ private:
         int fd;
         std::string inbuf;
         bool negotiated = false;
+        bool discarding = false;  // after a bad or oversized request: drop input up to a newline
     };
     int listen_fd_ = -1;
     int wake_fd_ = -1;

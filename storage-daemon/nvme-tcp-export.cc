@@ -2,8 +2,12 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <map>
+#include <set>
+#include <tuple>
 
+#include "hw/nvme/discovery.h"
 #include "hw/nvme/subsystem.h"
 #include "nvmf/tcp/server.h"
 
@@ -11,20 +15,106 @@ namespace qzns::daemon {
 namespace {
 
 // Everything the nvme-tcp exports share: one target, subsystems by NQN, listeners by address.
+// Every I/O listener answers the discovery NQN as well (PortTarget); discovery-port=N adds a
+// listener that serves only the discovery subsystem. The discovery log lists one record per
+// (subsystem, listener) of the current exports.
 struct TcpState {
     std::mutex mu;
     std::unique_ptr<nvme::NvmeTarget> target;
+    std::unique_ptr<nvme::DiscoveryTarget> discovery;
+    std::unique_ptr<nvme::PortTarget> port_target;
     struct Listener {
         std::unique_ptr<nvmf::tcp::TcpServer> server;
         int users = 0;
+        bool discovery_only = false;
+        uint16_t portid = 0;
+        std::string traddr;  // numeric address the server bound
     };
     std::map<std::string, Listener> listeners;  // "addr|port"
     std::map<std::string, int> subsystem_users;  // nqn -> exports
+    std::map<std::string, std::vector<std::string>> subsystem_hosts;  // nqn -> allow-host list
+    struct Served {
+        std::string nqn, listener;  // listener key
+    };
+    std::map<const void*, Served> served;  // export -> what it serves
+    uint16_t next_portid = 1;
 };
 
 TcpState& State() {
     static TcpState* s = new TcpState();  // lives until exit; exports stop before that
     return *s;
+}
+
+std::string ListenerKey(const std::string& addr, uint64_t port) { return addr + "|" + std::to_string(port); }
+
+// "127.0.0.1:4420" / "[::1]:4420" (TcpServer::address) -> "127.0.0.1" / "::1".
+std::string NumericAddress(const std::string& address) {
+    std::string a = address.substr(0, address.rfind(':'));
+    if (a.size() > 2 && a.front() == '[' && a.back() == ']') a = a.substr(1, a.size() - 2);
+    return a;
+}
+
+// Rebuilds the discovery log from the exports (mu held).
+void UpdateDiscoveryLocked(TcpState& s) {
+    std::vector<nvme::DiscoveryRecord> recs;
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const auto& [exp, sv] : s.served) {
+        if (!seen.insert({sv.nqn, sv.listener}).second) continue;
+        auto l = s.listeners.find(sv.listener);
+        if (l == s.listeners.end()) continue;
+        nvme::DiscoveryRecord r;
+        r.subnqn = sv.nqn;
+        r.traddr = l->second.traddr;
+        r.trsvcid = l->second.server->port();
+        r.portid = l->second.portid;
+        r.allowed_hosts = s.subsystem_hosts[sv.nqn];
+        recs.push_back(std::move(r));
+    }
+    std::sort(recs.begin(), recs.end(), [](const nvme::DiscoveryRecord& a, const nvme::DiscoveryRecord& b) {
+        return std::tie(a.portid, a.subnqn) < std::tie(b.portid, b.subnqn);
+    });
+    s.discovery->SetRecords(std::move(recs));
+}
+
+// Finds or starts the listener `key` (mu held); counts one more user.
+Status AcquireListenerLocked(TcpState& s, const std::string& addr, uint64_t port, bool discovery_only,
+                             const char* what) {
+    std::string key = ListenerKey(addr, port);
+    auto it = s.listeners.find(key);
+    if (it != s.listeners.end()) {
+        // An I/O port answers the discovery NQN too, so a discovery port may share it; an I/O
+        // export may not use a port that serves only discovery.
+        if (it->second.discovery_only && !discovery_only)
+            return Status::Error(EADDRINUSE, std::string(what) + ": " + addr + ":" + std::to_string(port) +
+                                                 " is a discovery port (discovery-port=) of another export");
+        it->second.users++;
+        return Status::Ok();
+    }
+    nvmf::tcp::TcpServerOptions so;
+    so.addr = addr;
+    so.port = static_cast<uint16_t>(port);
+    so.target = discovery_only ? static_cast<nvme::FabricsTarget*>(s.discovery.get()) : s.port_target.get();
+    so.threads = discovery_only ? 1 : 2;
+    auto server = nvmf::tcp::TcpServer::Start(so);
+    if (!server.ok())
+        return server.status().Prefix(std::string(what) + ": cannot listen on " + addr + ":" + std::to_string(port));
+    TcpState::Listener l;
+    l.server = std::move(server).value();
+    l.users = 1;
+    l.discovery_only = discovery_only;
+    l.portid = s.next_portid++;
+    l.traddr = NumericAddress(l.server->address());
+    s.listeners.emplace(key, std::move(l));
+    return Status::Ok();
+}
+
+// Counts one user less; returns the server to stop (outside mu) when it was the last.
+std::unique_ptr<nvmf::tcp::TcpServer> ReleaseListenerLocked(TcpState& s, const std::string& key) {
+    auto it = s.listeners.find(key);
+    if (it == s.listeners.end() || --it->second.users > 0) return nullptr;
+    auto server = std::move(it->second.server);
+    s.listeners.erase(it);
+    return server;
 }
 
 bool IsLoopback(const std::string& addr) {
@@ -34,9 +124,9 @@ bool IsLoopback(const std::string& addr) {
 class NvmeTcpExport final : public Export {
 public:
     NvmeTcpExport(std::string id, std::string node, std::string nqn, std::string addr, uint16_t port,
-                  std::vector<uint32_t> nsids, BlockNode* bn, BlockNodes* nodes)
+                  uint16_t discovery_port, std::vector<uint32_t> nsids, BlockNode* bn)
         : id_(std::move(id)), node_(std::move(node)), nqn_(std::move(nqn)), addr_(std::move(addr)), port_(port),
-          nsids_(std::move(nsids)), bn_(bn), nodes_(nodes) {}
+          discovery_port_(discovery_port), nsids_(std::move(nsids)), bn_(bn) {}
 
     const std::string& id() const override { return id_; }
     const char* type() const override { return "nvme-tcp"; }
@@ -53,41 +143,41 @@ public:
             .Set("addr", addr_)
             .Set("port", port_)
             .Set("nsids", std::move(ns));
+        if (discovery_port_) j.Set("discovery-port", discovery_port_);
         return j;
     }
     Status Stop() override {
         if (stopped_) return Status::Ok();
         stopped_ = true;
         TcpState& s = State();
-        std::unique_ptr<nvmf::tcp::TcpServer> server;
+        std::vector<std::unique_ptr<nvmf::tcp::TcpServer>> servers;
         Status st;
         {
             std::lock_guard<std::mutex> lk(s.mu);
-            std::string key = addr_ + "|" + std::to_string(port_);
-            auto it = s.listeners.find(key);
-            if (it != s.listeners.end() && --it->second.users == 0) {
-                server = std::move(it->second.server);
-                s.listeners.erase(it);
-            }
+            s.served.erase(this);
+            servers.push_back(ReleaseListenerLocked(s, ListenerKey(addr_, port_)));
+            if (discovery_port_) servers.push_back(ReleaseListenerLocked(s, ListenerKey(addr_, discovery_port_)));
             if (--s.subsystem_users[nqn_] == 0) {
                 s.subsystem_users.erase(nqn_);
+                s.subsystem_hosts.erase(nqn_);
                 if (auto sub = s.target->FindSubsystem(nqn_)) st = sub->FlushAll();
                 s.target->RemoveSubsystem(nqn_);
             }
+            UpdateDiscoveryLocked(s);
         }
         // Closing connections completes their in-flight commands first.
-        if (server) server->Stop();
+        for (auto& server : servers)
+            if (server) server->Stop();
         bn_->users--;
-        (void)nodes_;
         return st;
     }
 
 private:
     std::string id_, node_, nqn_, addr_;
     uint16_t port_;
+    uint16_t discovery_port_;
     std::vector<uint32_t> nsids_;
     BlockNode* bn_;
-    BlockNodes* nodes_;
     bool stopped_ = false;
 };
 
@@ -100,10 +190,15 @@ Result<std::unique_ptr<Export>> CreateNvmeTcpExport(OptionSet o, ExportContext& 
     auto nqn = o.Take("nqn");
     if (!nqn || nqn->empty() || nqn->size() > 223)
         return Status::Error(EINVAL, "--export type=nvme-tcp: nqn is required (e.g. nqn.2026-11.io.qzns:zns0)");
+    if (*nqn == nvme::kDiscoveryNqn)
+        return Status::Error(EINVAL, std::string("--export type=nvme-tcp: ") + nvme::kDiscoveryNqn +
+                                         " is the discovery subsystem; choose another nqn");
     std::string addr = o.Take("addr").value_or("127.0.0.1");
     if (addr.size() > 2 && addr.front() == '[' && addr.back() == ']') addr = addr.substr(1, addr.size() - 2);
     QZNS_ASSIGN(uint64_t port, o.TakeUint("port", 4420));
     if (port == 0 || port > 65535) return Status::Error(EINVAL, "--export type=nvme-tcp: port must be 1-65535");
+    QZNS_ASSIGN(uint64_t disc_port, o.TakeUint("discovery-port", 0));
+    if (disc_port > 65535) return Status::Error(EINVAL, "--export type=nvme-tcp: discovery-port must be 1-65535");
     QZNS_ASSIGN(uint64_t nsid, o.TakeUint("nsid", 0));
     QZNS_ASSIGN(uint64_t lba, o.TakeUint("lba-size", 512));
     if (lba != 512 && lba != 4096) return Status::Error(EINVAL, "--export type=nvme-tcp: lba-size must be 512 or 4096");
@@ -121,7 +216,11 @@ Result<std::unique_ptr<Export>> CreateNvmeTcpExport(OptionSet o, ExportContext& 
 
     TcpState& s = State();
     std::lock_guard<std::mutex> lk(s.mu);
-    if (!s.target) s.target = std::make_unique<nvme::NvmeTarget>();
+    if (!s.target) {
+        s.target = std::make_unique<nvme::NvmeTarget>();
+        s.discovery = std::make_unique<nvme::DiscoveryTarget>();
+        s.port_target = std::make_unique<nvme::PortTarget>(s.target.get(), s.discovery.get());
+    }
     std::shared_ptr<nvme::Subsystem> sub = s.target->FindSubsystem(*nqn);
     bool new_sub = !sub;
     if (!sub) {
@@ -133,36 +232,50 @@ Result<std::unique_ptr<Export>> CreateNvmeTcpExport(OptionSet o, ExportContext& 
     } else if (!hosts.empty()) {
         return Status::Error(EINVAL, "--export: allow-host must be given on the first export of subsystem " + *nqn);
     }
+    // Listeners first: a port that cannot be used must not leave a namespace behind in a shared
+    // subsystem (namespaces are not removable).
+    QZNS_TRY(AcquireListenerLocked(s, addr, port, false, "--export type=nvme-tcp"));
+    auto release = [&] {
+        std::vector<std::unique_ptr<nvmf::tcp::TcpServer>> servers;
+        servers.push_back(ReleaseListenerLocked(s, ListenerKey(addr, port)));
+        if (disc_port) servers.push_back(ReleaseListenerLocked(s, ListenerKey(addr, disc_port)));
+        for (auto& server : servers)
+            if (server) server->Stop();
+    };
+    if (disc_port) {
+        Status ds = AcquireListenerLocked(s, addr, disc_port, true, "--export type=nvme-tcp discovery-port");
+        if (!ds.ok()) {
+            if (auto server = ReleaseListenerLocked(s, ListenerKey(addr, port))) server->Stop();
+            return ds;
+        }
+    }
     nvme::NamespaceOptions no;
     no.nsid = static_cast<uint32_t>(nsid);
     no.lba_size = static_cast<uint32_t>(lba);
     no.export_conventional = conv;
-    QZNS_ASSIGN(std::vector<uint32_t> nsids, sub->AddBackend(bn->blk, no));
-    if (new_sub) QZNS_TRY(s.target->AddSubsystem(sub));
-
-    std::string key = addr + "|" + std::to_string(port);
-    auto it = s.listeners.find(key);
-    if (it == s.listeners.end()) {
-        nvmf::tcp::TcpServerOptions so;
-        so.addr = addr;
-        so.port = static_cast<uint16_t>(port);
-        so.target = s.target.get();
-        so.threads = 2;
-        auto server = nvmf::tcp::TcpServer::Start(so);
-        if (!server.ok()) {
-            if (new_sub) s.target->RemoveSubsystem(*nqn);
-            return server.status().Prefix("--export type=nvme-tcp: cannot listen on " + addr + ":" + std::to_string(port));
-        }
-        it = s.listeners.emplace(key, TcpState::Listener{std::move(server).value(), 0}).first;
+    auto nsids = sub->AddBackend(bn->blk, no);
+    if (!nsids.ok()) {
+        release();
+        return nsids.status();
     }
-    it->second.users++;
+    if (new_sub) {
+        Status st = s.target->AddSubsystem(sub);
+        if (!st.ok()) {
+            release();
+            return st;
+        }
+    }
     s.subsystem_users[*nqn]++;
+    if (new_sub) s.subsystem_hosts[*nqn] = hosts;
     bn->users++;
     if (!IsLoopback(addr) && hosts.empty())
         fprintf(stderr, "qzns-storage-daemon: warning: export '%s' listens on %s and accepts any host NQN; "
                         "restrict it with allow-host=NQN\n", id.c_str(), addr.c_str());
-    return std::unique_ptr<Export>(std::make_unique<NvmeTcpExport>(id, *node_name, *nqn, addr,
-                                                                    static_cast<uint16_t>(port), nsids, bn, ctx.nodes));
+    auto exp = std::make_unique<NvmeTcpExport>(id, *node_name, *nqn, addr, static_cast<uint16_t>(port),
+                                               static_cast<uint16_t>(disc_port), std::move(nsids).value(), bn);
+    s.served[exp.get()] = TcpState::Served{*nqn, ListenerKey(addr, port)};
+    UpdateDiscoveryLocked(s);
+    return std::unique_ptr<Export>(std::move(exp));
 }
 
 Json QueryNvmeControllers() {

@@ -3,7 +3,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <optional>
+#include <vector>
 #include <thread>
 
 #include "block/zoned/zone-names.h"
@@ -16,21 +19,58 @@ namespace {
 using qmp::CommandResult;
 using qmp::QmpError;
 
+std::atomic<bool> quit_requested{false};
+
 QmpError Err(const Status& st, const char* klass = "GenericError") { return QmpError{klass, st.message()}; }
 QmpError Err(const std::string& msg, const char* klass = "GenericError") { return QmpError{klass, msg}; }
 
+// The arguments a command takes (qapi/qzns.json), checked before it runs, with QEMU's wording
+// for the three ways arguments go wrong.
+enum class ArgType { kString, kInteger };
+struct ArgSpec {
+    const char* name;
+    ArgType type;
+    bool optional;
+};
+
+std::optional<QmpError> CheckArgs(const Json& a, const std::vector<ArgSpec>& spec) {
+    for (const ArgSpec& s : spec) {
+        const Json* v = a.get(s.name);
+        if (!v) {
+            if (s.optional) continue;
+            return Err(std::string("Parameter '") + s.name + "' is missing");
+        }
+        bool ok = s.type == ArgType::kString ? v->is_string() : v->is_integer();
+        if (!ok)
+            return Err(std::string("Invalid parameter type for '") + s.name +
+                       "', expected: " + (s.type == ArgType::kString ? "string" : "integer"));
+    }
+    for (const auto& [k, v] : a.as_object()) {
+        bool known = false;
+        for (const ArgSpec& s : spec) known = known || k == s.name;
+        if (!known) return Err("Parameter '" + k + "' is unexpected");
+    }
+    return std::nullopt;
+}
+
+qmp::CommandHandler Checked(std::vector<ArgSpec> spec, qmp::CommandHandler h) {
+    return [spec = std::move(spec), h = std::move(h)](const Json& a) -> CommandResult {
+        if (auto e = CheckArgs(a, spec)) return *e;
+        return h(a);
+    };
+}
 
 }  // namespace
 
 void RegisterQmpCommands(qmp::QmpServer& qmp, BlockNodes& nodes, Exports& exports) {
-    qmp.Register("query-version", [](const Json&) -> CommandResult {
+    qmp.Register("query-version", Checked({}, [](const Json&) -> CommandResult {
         Json q = Json::MakeObject();
         q.Set("major", 0).Set("minor", 1).Set("micro", 0);
         Json r = Json::MakeObject();
         r.Set("qemu", std::move(q)).Set("package", "qzns");
         return r;
-    });
-    qmp.Register("query-commands", [&qmp](const Json&) -> CommandResult {
+    }));
+    qmp.Register("query-commands", Checked({}, [&qmp](const Json&) -> CommandResult {
         Json arr = Json::MakeArray();
         for (const auto& n : qmp.CommandNames()) {
             Json c = Json::MakeObject();
@@ -41,37 +81,41 @@ void RegisterQmpCommands(qmp::QmpServer& qmp, BlockNodes& nodes, Exports& export
         c.Set("name", "qmp_capabilities");
         arr.Push(std::move(c));
         return arr;
-    });
-    qmp.Register("query-named-block-nodes", [&nodes](const Json&) -> CommandResult { return nodes.Query(); });
+    }));
+    qmp.Register("query-named-block-nodes",
+                 Checked({}, [&nodes](const Json&) -> CommandResult { return nodes.Query(); }));
     qmp.Register("blockdev-add", [&nodes](const Json& a) -> CommandResult {
         Status st = nodes.AddJson(a);
         if (!st.ok()) return Err(st);
         return Json::MakeObject();
     });
-    qmp.Register("blockdev-del", [&nodes](const Json& a) -> CommandResult {
-        const Json* n = a.get("node-name");
-        if (!n || !n->is_string()) return Err("Parameter 'node-name' is missing");
-        Status st = nodes.Remove(n->as_string());
+    qmp.Register("blockdev-del", Checked({{"node-name", ArgType::kString, false}},
+                                         [&nodes](const Json& a) -> CommandResult {
+        Status st = nodes.Remove(a.get("node-name")->as_string());
         if (!st.ok()) return Err(st);
         return Json::MakeObject();
-    });
+    }));
     qmp.Register("block-export-add", [&exports](const Json& a) -> CommandResult {
         Status st = exports.AddJson(a);
         if (!st.ok()) return Err(st);
         return Json::MakeObject();
     });
-    qmp.Register("block-export-del", [&exports](const Json& a) -> CommandResult {
-        const Json* id = a.get("id");
-        if (!id || !id->is_string()) return Err("Parameter 'id' is missing");
-        Status st = exports.Remove(id->as_string());
+    qmp.Register("block-export-del", Checked({{"id", ArgType::kString, false}},
+                                             [&exports](const Json& a) -> CommandResult {
+        Status st = exports.Remove(a.get("id")->as_string());
         if (!st.ok()) return Err(st);
         return Json::MakeObject();
-    });
-    qmp.Register("query-nvme-controllers", [](const Json&) -> CommandResult { return QueryNvmeControllers(); });
-    qmp.Register("query-block-exports", [&exports](const Json&) -> CommandResult { return exports.Query(); });
-    qmp.Register("query-zones", [&nodes](const Json& a) -> CommandResult {
+    }));
+    qmp.Register("query-nvme-controllers",
+                 Checked({}, [](const Json&) -> CommandResult { return QueryNvmeControllers(); }));
+    qmp.Register("query-block-exports",
+                 Checked({}, [&exports](const Json&) -> CommandResult { return exports.Query(); }));
+    const std::vector<ArgSpec> query_zones_args = {
+        {"node-name", ArgType::kString, false},
+        {"start-zone", ArgType::kInteger, true},
+        {"count", ArgType::kInteger, true}};
+    qmp.Register("query-zones", Checked(query_zones_args, [&nodes](const Json& a) -> CommandResult {
         const Json* n = a.get("node-name");
-        if (!n || !n->is_string()) return Err("Parameter 'node-name' is missing");
         BlockNode* node = nodes.Find(n->as_string());
         if (!node) return Err("Cannot find node '" + n->as_string() + "'", "DeviceNotFound");
         if (!node->blk->is_zoned()) return Err("Node '" + n->as_string() + "' is not zoned");
@@ -82,7 +126,12 @@ void RegisterQmpCommands(qmp::QmpServer& qmp, BlockNodes& nodes, Exports& export
             if (!v || *v >= node->blk->nr_zones()) return Err("start-zone is out of range");
             start = *v * node->blk->zone_size();
         }
-        if (const Json* c = a.get("count")) max = static_cast<uint32_t>(std::min<uint64_t>(c->as_uint64().value_or(0), max));
+        if (const Json* c = a.get("count")) {
+            auto v = c->as_uint64();
+            if (!v) return Err("count must not be negative");
+            if (*v == 0) return Json::MakeArray();
+            max = static_cast<uint32_t>(std::min<uint64_t>(*v, max));
+        }
         auto zones = node->blk->ReportZones(start, max);
         if (!zones.ok()) return Err(zones.status());
         Json arr = Json::MakeArray();
@@ -98,13 +147,13 @@ void RegisterQmpCommands(qmp::QmpServer& qmp, BlockNodes& nodes, Exports& export
             arr.Push(std::move(j));
         }
         return arr;
-    });
-    qmp.Register("zone-inject", [&nodes](const Json& a) -> CommandResult {
+    }));
+    const std::vector<ArgSpec> zone_inject_args = {
+        {"node-name", ArgType::kString, false}, {"zone", ArgType::kInteger, false}, {"state", ArgType::kString, false}};
+    qmp.Register("zone-inject", Checked(zone_inject_args, [&nodes](const Json& a) -> CommandResult {
         const Json* n = a.get("node-name");
         const Json* z = a.get("zone");
         const Json* s = a.get("state");
-        if (!n || !n->is_string() || !z || !z->is_integer() || !s || !s->is_string())
-            return Err("zone-inject needs node-name (string), zone (integer) and state (read-only|offline)");
         BlockNode* node = nodes.Find(n->as_string());
         if (!node) return Err("Cannot find node '" + n->as_string() + "'", "DeviceNotFound");
         ZoneState st;
@@ -117,8 +166,9 @@ void RegisterQmpCommands(qmp::QmpServer& qmp, BlockNodes& nodes, Exports& export
         BlkResult r = node->blk->InjectZoneFault(static_cast<uint32_t>(*zone), st);
         if (!r.ok()) return Err(r.message());
         return Json::MakeObject();
-    });
-    qmp.Register("quit", [](const Json&) -> CommandResult {
+    }));
+    qmp.Register("quit", Checked({}, [](const Json&) -> CommandResult {
+        quit_requested = true;
         // The main thread performs the clean shutdown, exactly as for SIGTERM; the signal is
         // raised a moment later so the reply reaches the client before the SHUTDOWN event.
         std::thread([] {
@@ -126,7 +176,9 @@ void RegisterQmpCommands(qmp::QmpServer& qmp, BlockNodes& nodes, Exports& export
             kill(getpid(), SIGTERM);
         }).detach();
         return Json::MakeObject();
-    });
+    }));
 }
+
+bool QuitRequested() { return quit_requested.load(); }
 
 }  // namespace qzns::daemon

@@ -8,5 +8,8 @@
 namespace qzns::daemon {
 
 void RegisterQmpCommands(qmp::QmpServer& qmp, BlockNodes& nodes, Exports& exports);
+// True once QMP `quit` asked for the shutdown (SHUTDOWN's reason is then host-qmp-quit, not
+// host-signal).
+bool QuitRequested();
 
 }  // namespace qzns::daemon

@@ -1,6 +1,7 @@
 // qzns-storage-daemon: serves zoned (and plain) images to hosts, in qemu-storage-daemon's idiom:
 //   qzns-storage-daemon --blockdev driver=qcow2,node-name=zns0,file=zns.qcow2
 //       --export type=nvme-tcp,id=tcp0,node-name=zns0,addr=127.0.0.1,port=4420,nqn=NQN
+//       (or --export type=vfio-user,id=vu0,node-name=zns0,socket=/run/zns.sock for QEMU >= 10.1)
 //       [--export ...] [--qmp unix:/path/qmp.sock] [--pidfile FILE]
 // SIGTERM/SIGINT/QMP quit: stop exports (in-flight I/O completes), persist zone state, mark the
 // images clean, exit 0.
@@ -151,7 +152,7 @@ int main(int argc, char** argv) {
     sigwait(&sigs, &sig);
     if (qmp) {
         Json d = Json::MakeObject();
-        d.Set("guest", false).Set("reason", sig == SIGINT ? "host-signal" : "host-qmp-quit");
+        d.Set("guest", false).Set("reason", QuitRequested() ? "host-qmp-quit" : "host-signal");
         qmp->Emit("SHUTDOWN", std::move(d));
     }
     return shutdown();
