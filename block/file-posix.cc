@@ -41,7 +41,28 @@ int LockByte(int fd, int byte, short type, bool test_only, short* holder_type) {
 class PosixFile final : public File {
 public:
     PosixFile(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
-    ~PosixFile() override { close(fd_); }
+    ~PosixFile() override {
+        close(fd_);
+        if (buffered_fd_ >= 0) close(buffered_fd_);
+    }
+
+    // Direct mode: aligned requests use fd_ (O_DIRECT), the others a buffered descriptor.
+    Status EnableDirect(const std::string& path, bool write) {
+        uint32_t mem = 4096, off = 4096;
+#ifdef STATX_DIOALIGN
+        struct statx stx = {};
+        if (statx(fd_, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN) &&
+            stx.stx_dio_mem_align && stx.stx_dio_offset_align) {
+            mem = stx.stx_dio_mem_align;
+            off = stx.stx_dio_offset_align;
+        }
+#endif
+        dio_mem_mask_ = mem - 1;
+        dio_off_mask_ = off - 1;
+        buffered_fd_ = open(path.c_str(), O_CLOEXEC | (write ? O_RDWR : O_RDONLY));
+        if (buffered_fd_ < 0) return ErrnoStatus(errno, "Could not open '" + path + "'");
+        return Status::Ok();
+    }
 
     Status Lock(bool write) {
         unsigned perm = 1u << kConsistentRead;
@@ -76,7 +97,7 @@ public:
     Status Pread(void* buf, uint64_t len, uint64_t off) override {
         auto* p = static_cast<uint8_t*>(buf);
         while (len > 0) {
-            ssize_t n = pread(fd_, p, len, static_cast<off_t>(off));
+            ssize_t n = pread(FdFor(p, len, off), p, len, static_cast<off_t>(off));
             if (n < 0) {
                 if (errno == EINTR) continue;
                 return ErrnoStatus(errno, "read " + name_);
@@ -94,7 +115,7 @@ public:
     Status Pwrite(const void* buf, uint64_t len, uint64_t off) override {
         auto* p = static_cast<const uint8_t*>(buf);
         while (len > 0) {
-            ssize_t n = pwrite(fd_, p, len, static_cast<off_t>(off));
+            ssize_t n = pwrite(FdFor(p, len, off), p, len, static_cast<off_t>(off));
             if (n < 0) {
                 if (errno == EINTR) continue;
                 return ErrnoStatus(errno, "write " + name_);
@@ -142,6 +163,12 @@ public:
     const std::string& name() const override { return name_; }
 
 private:
+    int FdFor(const void* p, uint64_t len, uint64_t off) const {
+        if (buffered_fd_ < 0) return fd_;
+        bool aligned = !(reinterpret_cast<uintptr_t>(p) & dio_mem_mask_) && !((len | off) & dio_off_mask_);
+        return aligned ? fd_ : buffered_fd_;
+    }
+
     Status LockError(int bit, bool shared, int err) {
         std::string what = std::string(shared ? "Failed to get shared \"" : "Failed to get \"") +
                            kPermNames[bit] + "\" lock";
@@ -153,6 +180,8 @@ private:
     }
 
     int fd_;
+    int buffered_fd_ = -1;  // direct mode only
+    uint64_t dio_mem_mask_ = 0, dio_off_mask_ = 0;
     std::string name_;
 };
 
@@ -167,6 +196,7 @@ Result<std::unique_ptr<File>> OpenPosixFile(const std::string& path, FileOpenFla
     auto file = std::make_unique<PosixFile>(fd, path);
     if (flags.lock) QZNS_TRY(file->Lock(flags.write));
     if (flags.create) QZNS_TRY(file->Truncate(0));
+    if (flags.direct) QZNS_TRY(file->EnableDirect(path, flags.write));
     return std::unique_ptr<File>(std::move(file));
 }
 

@@ -54,7 +54,8 @@ Status Image::LoadRefcountBlock(uint64_t block_index, bool create, TablePtr* out
     }
     uint64_t off = reftable_[block_index] & kRefTableOffsetMask;
     if (off) {
-        QZNS_ASSIGN(uint64_t fsize, file_->Size());
+        uint64_t fsize = 0;
+        if (off >= file_end_) { QZNS_ASSIGN(fsize, file_->Size()); }
         if (off % cluster_size_ || off >= std::max(fsize, file_end_))
             return MarkCorrupt("refcount block offset " + std::to_string(off) + " is invalid");
         return refblock_cache_.Get(off, out);
@@ -95,16 +96,36 @@ Status Image::UpdateRefcount(uint64_t host_off, uint64_t len, int64_t delta) {
     if (len == 0) return Status::Ok();
     uint64_t first = host_off >> cluster_bits_;
     uint64_t last = (host_off + len - 1) >> cluster_bits_;
+    // Give the space back to the host before any refcount drops: allocating writes past the
+    // initial end of file rely on a free cluster reading as zeros, so a failed punch must leave
+    // the clusters allocated (a leak), never free with stale data in them. Runs of clusters that
+    // become free are punched with one call (a zone reset frees thousands of them; each punch
+    // can be a discard on the host's disk).
+    uint64_t run_start = 0, run_len = 0;
+    auto punch_run = [&]() -> Status {
+        if (run_len == 0) return Status::Ok();
+        Status st = file_->PunchHole(run_start << cluster_bits_, run_len << cluster_bits_);
+        run_len = 0;
+        return st;
+    };
     for (uint64_t c = first; c <= last; c++) {
         QZNS_ASSIGN(uint64_t rc, GetRefcount(c));
         if ((delta < 0 && rc < static_cast<uint64_t>(-delta)) ||
             (delta > 0 && RefcountMax() - rc < static_cast<uint64_t>(delta)))
             return MarkCorrupt("refcount of cluster " + std::to_string(c) + " would leave its range");
+        if (rc + static_cast<uint64_t>(delta) != 0) continue;
+        if (run_len && run_start + run_len == c) {
+            run_len++;
+        } else {
+            QZNS_TRY(punch_run());
+            run_start = c;
+            run_len = 1;
+        }
+    }
+    QZNS_TRY(punch_run());
+    for (uint64_t c = first; c <= last; c++) {
+        QZNS_ASSIGN(uint64_t rc, GetRefcount(c));
         uint64_t nv = rc + static_cast<uint64_t>(delta);
-        // Give the space back to the host before the refcount drops: allocating writes past the
-        // initial end of file rely on a free cluster reading as zeros, so a failed punch must
-        // leave the cluster allocated (a leak), never free with stale data in it.
-        if (nv == 0) QZNS_TRY(file_->PunchHole(c << cluster_bits_, cluster_size_));
         QZNS_TRY(SetRefcount(c, nv));
         if (nv == 0) {
             free_hint_ = std::min(free_hint_, c);
@@ -212,7 +233,20 @@ void Image::QueueFree(uint64_t host_off, uint64_t len) { pending_frees_.emplace_
 Status Image::ApplyPendingFrees() {
     auto frees = std::move(pending_frees_);
     pending_frees_.clear();
-    for (auto [off, len] : frees) QZNS_TRY(UpdateRefcount(off, len, -1));
+    // Adjacent whole-cluster ranges (a reset zone's clusters) merge into one update and one
+    // hole punch. Sub-cluster ranges (compressed extents sharing a host cluster) must not merge:
+    // each one holds its own reference.
+    std::sort(frees.begin(), frees.end());
+    uint64_t mask = cluster_size_ - 1;
+    auto whole = [mask](const std::pair<uint64_t, uint64_t>& f) { return !((f.first | f.second) & mask); };
+    size_t i = 0;
+    while (i < frees.size()) {
+        uint64_t off = frees[i].first, len = frees[i].second;
+        bool merge = whole(frees[i]);
+        for (i++; merge && i < frees.size() && whole(frees[i]) && frees[i].first == off + len; i++)
+            len += frees[i].second;
+        QZNS_TRY(UpdateRefcount(off, len, -1));
+    }
     return Status::Ok();
 }
 

@@ -156,11 +156,25 @@ Status ZonedBackend::Init() {
     if (!clean) {
         // Data written after the last flush may sit past a persisted wp; it can never be read,
         // but it holds space and, in a partially written cluster, would survive a later write.
+        // Most zones have nothing allocated past their wp: the format reports a whole
+        // unallocated L2 table's span at once, so those zones are skipped without a call each.
+        uint64_t unallocated_end = 0;  // bytes: [.., unallocated_end) is known unallocated
         for (uint32_t z = geo_.nr_conv_zones; z < n; z++) {
             ZoneWord w{words_[z]};
             if (w.state() == ZoneState::kFull || w.state() == ZoneState::kReadOnly || w.state() == ZoneState::kOffline)
                 continue;
-            QZNS_TRY(DiscardRange(w.wp(), Geo(z).end(), true));
+            uint64_t b = w.wp() * kSector, e = Geo(z).end() * kSector;
+            bool allocated = false;
+            for (uint64_t pos = std::max(b, unallocated_end); pos < e && !allocated;) {
+                QZNS_ASSIGN(BlockStatus bs, drv_->GetStatus(pos, size() - pos));
+                if (bs.allocated || bs.data || bs.bytes == 0) {
+                    allocated = true;
+                } else {
+                    pos += bs.bytes;
+                    unallocated_end = pos;
+                }
+            }
+            if (allocated) QZNS_TRY(DiscardRange(w.wp(), Geo(z).end(), true));
         }
     }
     return PersistAll();

@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""qzns benchmark suite: every comparison against qzns's peers in one run (see bench/README.md).
+
+  python3 bench/run.py [--build build] [--rows 1,2,3,4,5] [--reps 3] [--out bench/results]
+
+Prints a table of ratios (qzns / peer, oriented so that > 1 means qzns is better), writes it to
+OUT/latest.md, OUT/latest.json and a chart OUT/latest.png, and keeps a dated copy in OUT/history/.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MiB = 1 << 20
+ZONED_OPTS = ("zone_size={zs},zone_capacity={zs},zone_nr_conv=0,max_append_sectors=256,"
+              "max_open_zones=0,max_active_zones=0,zoned_profile=zns")
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+class Suite:
+    def __init__(self, args):
+        self.a = args
+        b = os.path.abspath(args.build)
+        self.qimg = f"{b}/tools/qzns-img"
+        self.daemon = f"{b}/storage-daemon/qzns-storage-daemon"
+        self.scale = f"{b}/bench/qzns-bench-scale"
+        self.work = tempfile.mkdtemp(prefix="qzns-bench.", dir=args.workdir)
+        self.rows = []
+
+    # ---- helpers -------------------------------------------------------------------------
+    def path(self, name):
+        return os.path.join(self.work, name)
+
+    def zoned_image(self, name, size, zone_size):
+        p = self.path(name)
+        if os.path.exists(p):
+            os.unlink(p)
+        run([self.qimg, "create", "-f", "qcow2", "-o",
+             f"size={size}," + ZONED_OPTS.format(zs=zone_size), p])
+        return p
+
+    def bench_secs(self, tool, args):
+        """qemu-img bench idiom: returns the 'Run completed in X seconds' time."""
+        out = run([tool, "bench"] + args)
+        m = re.search(r"Run completed in ([0-9.]+) seconds", out)
+        if not m:
+            raise RuntimeError(f"no timing in {tool} bench output:\n{out}")
+        return float(m.group(1))
+
+    def add(self, row, peer, workload, qzns, peer_val, unit, higher_better, target=None, note=""):
+        if qzns is None or peer_val is None or qzns == 0 or peer_val == 0:
+            ratio = None
+        else:
+            ratio = qzns / peer_val if higher_better else peer_val / qzns
+        met = None if (target is None or ratio is None) else ratio >= target
+        self.rows.append(dict(row=row, peer=peer, workload=workload, qzns=qzns, peer_value=peer_val,
+                              unit=unit, higher_better=higher_better, ratio=ratio, target=target,
+                              met=met, note=note))
+        r = "n/a" if ratio is None else f"{ratio:.3f}"
+        log(f"row {row}: {workload}: qzns {fmt(qzns)} vs {peer} {fmt(peer_val)} {unit} -> {r}")
+
+    # ---- row 1: engine vs the disk -------------------------------------------------------
+    def row1(self):
+        size, reps = 512 * MiB, self.a.reps
+        img = self.zoned_image("r1.qcow2", size, "64M")
+        per_pass = size // (128 << 10)
+        common = ["-w", "-s", "128k", "-d", "8", "-t", "none", "--zoned=seq", "-f", "qcow2"]
+        self.bench_secs(self.qimg, common + ["-c", str(per_pass), img])  # fill once: later passes reset
+        raw = self.path("r1.raw")
+        q, f = [], []
+        for _ in range(reps):
+            secs = self.bench_secs(self.qimg, common + ["-c", str(2 * per_pass), img])
+            q.append(2 * size / secs / 1e6)
+            f.append(self.fio_raw_seq(raw, size, passes=2))
+        self.add(1, "fio on a raw file (libaio, O_DIRECT)",
+                 "zoned seq write 128K QD8, O_DIRECT, 2 passes with zone resets, 512 MiB",
+                 statistics.median(q), statistics.median(f), "MB/s", True, 0.90,
+                 f"qzns runs {fmt_list(q)}; fio runs {fmt_list(f)}")
+
+    def fio_raw_seq(self, raw, size, passes):
+        with open(raw, "wb") as fh:
+            fh.truncate(size)
+        total_bytes, total_ms = 0, 0
+        for _ in range(passes):
+            run(["fallocate", "-p", "-o", "0", "-l", str(size), raw])  # the raw file's "zone reset"
+            out = run(["fio", "--name=seq", f"--filename={raw}", "--rw=write", "--bs=128k", "--iodepth=8",
+                       "--ioengine=libaio", "--direct=1", f"--size={size}", "--end_fsync=1",
+                       "--output-format=json"])
+            j = json.loads(out[out.index("{"):])["jobs"][0]
+            total_bytes += j["write"]["io_bytes"]
+            total_ms += j["job_runtime"]
+        return total_bytes / (total_ms / 1e3) / 1e6
+
+    # ---- row 2: engine vs QEMU's qcow2 ---------------------------------------------------
+    def row2(self):
+        size, reps = 512 * MiB, self.a.reps
+        qemu_img = shutil.which("qemu-img")
+        tools = [("qzns", self.qimg), ("qemu", qemu_img)]
+        work = {  # name: (args, bytes moved, fresh image)
+            "allocating writes 64K QD8": (["-w", "-s", "64k", "-d", "8", "-c", str(size // 65536)], size, True),
+            "rewrites 64K QD8": (["-w", "-s", "64k", "-d", "8", "-c", str(size // 65536)], size, False),
+            "4K strided reads QD16": (["-s", "4k", "-d", "16", "-c", "40000", "-S", "1052672"], 40000 * 4096, False),
+            "128K sequential reads QD8": (["-s", "128k", "-d", "8", "-c", str(size // 131072)], size, False),
+        }
+        res = {w: {"qzns": [], "qemu": []} for w in work}
+        for _ in range(reps):
+            for name, tool in tools:
+                img = self.path(f"r2-{name}.qcow2")
+                for w, (args, nbytes, fresh) in work.items():
+                    if fresh:
+                        if os.path.exists(img):
+                            os.unlink(img)
+                        run([qemu_img, "create", "-q", "-f", "qcow2", "-o", "cluster_size=65536", img, str(size)])
+                    secs = self.bench_secs(tool, args + ["-t", "none", "-f", "qcow2", img])
+                    res[w][name].append(nbytes / secs / 1e6)
+        ver = run([qemu_img, "--version"]).split("\n")[0].replace("qemu-img version ", "")
+        for w in work:
+            target = 1.5 if w.startswith("allocating") else 1.0
+            self.add(2, f"qemu-img bench {ver.split()[0]}", w + ", -t none, 512 MiB qcow2",
+                     statistics.median(res[w]["qzns"]), statistics.median(res[w]["qemu"]), "MB/s", True, target)
+
+    # ---- row 3: cost of persistence ------------------------------------------------------
+    def row3(self):
+        size, reps = 512 * MiB, self.a.reps
+        img = self.zoned_image("r3.qcow2", size, "64M")
+        per_pass = size // (128 << 10)
+        common = ["-w", "-s", "128k", "-d", "8", "-t", "none", "--zoned=seq", "--flush-interval=64", "-f", "qcow2"]
+        self.bench_secs(self.qimg, common + ["-c", str(per_pass), img])
+        on, off = [], []
+        for _ in range(reps):
+            for p, acc in (("on", on), ("off", off)):
+                secs = self.bench_secs(self.qimg, common + [f"--persist-zones={p}", "-c", str(2 * per_pass), img])
+                acc.append(2 * size / secs / 1e6)
+        self.add(3, "same run, zone persistence off",
+                 "zoned seq write 128K QD8, flush every 8 MiB, zone resets", statistics.median(on),
+                 statistics.median(off), "MB/s", True, 0.97, f"on {fmt_list(on)}; off {fmt_list(off)}")
+
+    # ---- row 5: scale --------------------------------------------------------------------
+    def row5(self):
+        for n in (1024, 65536, 1 << 20):
+            zoned = self.zoned_image(f"r5-{n}.qcow2", f"{n}M", "1M")
+            plain = self.path(f"r5-{n}-plain.qcow2")
+            run([self.qimg, "create", "-f", "qcow2", "-o", f"size={n}M", plain])
+            over = (os.stat(zoned).st_blocks - os.stat(plain).st_blocks) * 512 / n
+            opens = [json.loads(run([self.scale, "open", zoned])) for _ in range(3)]
+            o = sorted(opens, key=lambda j: j["open_ms"])[1]
+            run([self.scale, "dirty", zoned])
+            rec = json.loads(run([self.scale, "open", zoned]))
+            label = f"{n // 1024}K" if n < (1 << 20) else "1M"
+            zded = o["zded_bytes"]
+            if n == 1 << 20:
+                self.add(5, "target 100 ms", f"open {label} zones (clean)", o["open_ms"], 100.0, "ms", False, 1.0)
+                self.add(5, "target 100 ms", f"open {label} zones after a crash (recovery)", rec["open_ms"], 100.0,
+                         "ms", False, 1.0, f"{rec['rss_open_bytes'] / n:.1f} B/zone RSS during recovery")
+                self.add(5, f"target {16 + zded} B/zone", f"RSS added by open, {label} zones",
+                         o["rss_open_bytes"] / n, 16.0 + zded, "B/zone", False, 1.0)
+                self.add(5, "zone word + ZDED", f"image size per zone, {label} zones", over, 8.0 + zded, "B/zone",
+                         False, None, "file blocks of a fresh zoned image minus a plain one, per zone")
+            else:
+                self.add(5, "target 100 ms", f"open {label} zones (clean / recovery)", o["open_ms"], 100.0, "ms",
+                         False, 1.0, f"recovery open {rec['open_ms']:.1f} ms; RSS {o['rss_open_bytes'] / n:.1f} B/zone")
+            self.add(5, "-", f"report all {label} zones (ReportZones)", o["report_ms"], None, "ms", False, None,
+                     f"{o['reported']} zones")
+
+    # ---- row 4: guest-visible ------------------------------------------------------------
+    def row4(self):
+        guest = os.path.join(ROOT, "tests/guest")
+        run([f"{guest}/build-guest.sh"])
+        size = "2G"
+        results = {}
+        targets = [("builtin", "QEMU 7.2 nvme-ns zoned=true"), ("tcp", "qzns NVMe/TCP"), ("vfio", "qzns vfio-user")]
+        for key, _ in targets:
+            try:
+                results[key] = self.guest_run(key, size)
+            except Exception as e:  # one transport failing must not lose the other rows
+                log(f"row 4 {key}: {e}")
+                results[key] = {"error": str(e).splitlines()[0][:200]}
+        metrics = [("seqwrite_MBps", "seq write 128K QD8", "MB/s", True),
+                   ("lat4k_us", "4K write QD1 latency", "us", False),
+                   ("append_iops", "zone append 4K, 16 nvme-cli workers", "IOPS", True),
+                   ("randread_iops", "4K random read QD16", "IOPS", True),
+                   ("report_ms", "report-zones of all 32 zones (blkzone)", "ms", False)]
+        base = results.get("builtin", {})
+        for key, label in targets[1:]:
+            r = results.get(key, {})
+            for m, w, unit, hb in metrics:
+                note = r.get("error", "") or base.get("error", "")
+                self.add(4, "QEMU 7.2 built-in ZNS", f"{label}: {w}", r.get(m), base.get(m), unit, hb, 1.0, note)
+
+    def guest_run(self, key, size):
+        guest = os.path.join(ROOT, "tests/guest")
+        share = self.path(f"guest-{key}")
+        os.makedirs(f"{share}/jobs", exist_ok=True)
+        for f in os.listdir(os.path.join(ROOT, "bench/guest")):
+            if f.endswith(".fio"):
+                shutil.copy(os.path.join(ROOT, "bench/guest", f), f"{share}/jobs/")
+        cmd = [f"{guest}/run-guest.sh", "--scenario", os.path.join(ROOT, "bench/guest/scenario.sh"),
+               "--share", share, "--timeout", "400", "--log", f"{share}/console.log"]
+        daemon = None
+        try:
+            if key == "builtin":
+                raw = self.path("g-builtin.raw")
+                with open(raw, "wb") as fh:
+                    fh.truncate(2 << 30)
+                cmd += ["--", "-drive", f"file={raw},id=nvm,format=raw,if=none", "-device",
+                        "nvme,serial=deadbeef,id=nvme0", "-device",
+                        "nvme-ns,drive=nvm,bus=nvme0,nsid=1,zoned=true,zoned.zone_size=64M,"
+                        "zoned.zone_capacity=64M,logical_block_size=4096,physical_block_size=4096"]
+            else:
+                img = self.zoned_image(f"g-{key}.qcow2", size, "64M")
+                blockdev = f"driver=qcow2,node-name=zns0,file={img}"
+                if key == "tcp":
+                    port = free_port()
+                    nqn = "nqn.2026-11.io.qzns:bench"
+                    export = (f"type=nvme-tcp,id=e0,node-name=zns0,addr=127.0.0.1,port={port},nqn={nqn},"
+                              "lba-size=4096")
+                    cmd += ["--env", "NVME_TCP_ADDR=10.0.2.2", "--env", f"NVME_TCP_PORT={port}",
+                            "--env", f"NVME_TCP_NQN={nqn}"]
+                else:
+                    sock = self.path("vu.sock")
+                    export = f"type=vfio-user,id=e0,node-name=zns0,socket={sock},lba-size=4096"
+                    cmd[1:1] = ["--qemu", f"{guest}/qemu11.sh"]
+                    cmd += ["--", "-object", "memory-backend-memfd,id=mem,size=1G,share=on",
+                            "-machine", "memory-backend=mem", "-device",
+                            json.dumps({"driver": "vfio-user-pci", "socket": {"path": sock, "type": "unix"}})]
+                dlog = open(self.path(f"daemon-{key}.log"), "w")
+                daemon = subprocess.Popen([self.daemon, "--blockdev", blockdev, "--export", export],
+                                          stdout=dlog, stderr=dlog)
+                wait_for(lambda: (key == "tcp" and port_open(port)) or (key == "vfio" and os.path.exists(sock)),
+                         daemon, 20)
+            t0 = time.time()
+            # qemu11.sh bind-mounts only /tmp, /work, /run and these folders into its chroot.
+            env = dict(os.environ, QEMU11_BINDS=self.work)
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            log(f"row 4 {key}: guest ran {time.time() - t0:.0f} s (exit {r.returncode})")
+        finally:
+            if daemon:
+                daemon.send_signal(signal.SIGTERM)
+                try:
+                    daemon.wait(30)
+                except subprocess.TimeoutExpired:
+                    daemon.kill()
+        res = {}
+        for line in r.stdout.splitlines():
+            if line.startswith("RESULT "):
+                for kv in line[7:].split():
+                    k, _, v = kv.partition("=")
+                    res[k] = num(v)
+        for name, sect, field, scale in (("seqwrite", "write", "bw_bytes", 1e-6),
+                                          ("lat4k", "write", "clat_ns.mean", 1e-3),
+                                          ("randread", "read", "iops", 1.0)):
+            p = f"{share}/fio-{name}.json"
+            if os.path.exists(p):
+                try:
+                    txt = open(p).read()
+                    j = json.loads(txt[txt.index("{"):])["jobs"][0][sect]
+                    v = j
+                    for part in field.split("."):
+                        v = v[part]
+                    res[{"seqwrite": "seqwrite_MBps", "lat4k": "lat4k_us", "randread": "randread_iops"}[name]] = v * scale
+                except (ValueError, KeyError) as e:
+                    log(f"row 4 {key}: cannot parse {p}: {e}")
+        if "error" in res or r.returncode != 0 and not res:
+            raise RuntimeError(f"guest scenario failed (exit {r.returncode}): {res.get('error', r.stderr[-300:])}")
+        return res
+
+    # ---- output --------------------------------------------------------------------------
+    def write(self, out, started, elapsed):
+        os.makedirs(f"{out}/history", exist_ok=True)
+        host = f"{os.cpu_count()} CPUs, {socket.gethostname()}"
+        lines = [f"# qzns benchmark results", "",
+                 f"Run {started} on {host}; {elapsed / 60:.1f} minutes; `make bench`.", "",
+                 "Ratio = qzns / peer for throughput, peer / qzns for times and sizes: above 1 means qzns is "
+                 "better. Target: the ratio the issue asks for (met = yes/no).", "",
+                 "| row | peer | workload | qzns | peer | unit | ratio | target | met | notes |",
+                 "|---|---|---|---:|---:|---|---:|---:|---|---|"]
+        for r in self.rows:
+            lines.append("| {row} | {peer} | {workload} | {q} | {p} | {unit} | {ratio} | {target} | {met} | {note} |".format(
+                row=r["row"], peer=r["peer"], workload=r["workload"], q=fmt(r["qzns"]), p=fmt(r["peer_value"]),
+                unit=r["unit"], ratio="n/a" if r["ratio"] is None else f"{r['ratio']:.2f}",
+                target="-" if r["target"] is None else f">= {r['target']:.2f}",
+                met={None: "-", True: "yes", False: "**no**"}[r["met"]], note=r["note"].replace("|", "/")))
+        md = "\n".join(lines) + "\n"
+        stamp = started.replace(":", "").replace(" ", "T")
+        for p in (f"{out}/latest.md", f"{out}/history/{stamp}.md"):
+            with open(p, "w") as fh:
+                fh.write(md)
+        with open(f"{out}/latest.json", "w") as fh:
+            json.dump({"started": started, "host": host, "rows": self.rows}, fh, indent=1)
+        self.plot(out)
+        print(md)
+
+    def plot(self, out):
+        data = [r for r in self.rows if r["ratio"] is not None]
+        if not data or not shutil.which("gnuplot"):
+            log("no gnuplot or no ratios: skipping the chart")
+            return
+        dat = self.path("ratios.dat")
+        with open(dat, "w") as fh:
+            for i, r in enumerate(data):
+                label = f"{r['row']}: {r['workload'][:48]}".replace('"', "'")
+                tgt = r["target"] if r["target"] is not None else 0
+                fh.write(f'{i} "{label}" {r["ratio"]:.4f} {tgt} {1 if r["met"] is not False else 0}\n')
+        height = 200 + 22 * len(data)
+        gp = f"""
+set terminal pngcairo noenhanced size 1100,{height} font ',9'
+set output '{out}/latest.png'
+set title 'qzns vs peers (ratio > 1: qzns better; black tick: target; log scale)'
+set style fill solid 0.8
+set logscale x 10
+set xrange [0.01:100]
+set yrange [-1:{len(data)}]
+set ytics nomirror
+set grid x
+set key off
+unset colorbox
+set palette defined (0 '#d9534f', 1 '#5cb85c')
+set cbrange [0:1]
+plot '{dat}' using (($3+0.01)/2):1:(0.01):3:($1-0.35):($1+0.35):5:ytic(2) with boxxyerror fc palette, \
+     '' using ($4>0?$4:1/0):1 with points pt 7 ps 0.8 lc rgb 'black', \
+     '' using 3:1:(sprintf('%.2f',$3)) with labels left offset 0.5,0
+"""
+        r = subprocess.run(["gnuplot"], input=gp, capture_output=True, text=True)
+        if r.returncode != 0:
+            log(f"gnuplot failed: {r.stderr[-400:]}")
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    return str(v)
+
+
+def fmt_list(vs):
+    return ", ".join(fmt(v) for v in vs)
+
+
+def num(v):
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_for(cond, proc, secs):
+    end = time.time() + secs
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"qzns-storage-daemon exited with {proc.returncode}")
+        if cond():
+            return
+        time.sleep(0.1)
+    raise RuntimeError("qzns-storage-daemon did not start listening")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--rows", default="1,2,3,4,5")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of rows 1-3 (median is reported)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
+    ap.add_argument("--workdir", default="/var/tmp", help="scratch images go in a temporary folder here")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    a = ap.parse_args()
+    s = Suite(a)
+    started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    t0 = time.time()
+    log(f"scratch folder {s.work}")
+    try:
+        for row in a.rows.split(","):
+            t = time.time()
+            try:
+                getattr(s, f"row{row.strip()}")()
+            except Exception as e:  # report partial results rather than nothing
+                log(f"row {row} failed: {e}")
+                s.add(int(row), "-", f"row {row} failed", None, None, "-", True, None, str(e).splitlines()[0][:200])
+            log(f"row {row} took {time.time() - t:.0f} s")
+        s.write(a.out, started, time.time() - t0)
+    finally:
+        if not a.keep:
+            shutil.rmtree(s.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
