@@ -70,7 +70,7 @@ FUZZ_TIME ?= 20
 FUZZ_TARGETS := fuzz-qcow2-open fuzz-qcow2-ops fuzz-nvme-sqe fuzz-tcp-pdu fuzz-vfio-user
 FUZZ_LIB := $(FUZZ_BUILD)/block/libqzns-block.a
 # Every target links the whole stack; static libraries in dependency order.
-FUZZ_LIBS := $(FUZZ_BUILD)/hw/vfio-user/libqzns-vfio-user.a $(FUZZ_BUILD)/nvmf/libqzns-nvmf.a \
+FUZZ_LIBS := $(FUZZ_BUILD)/hw/vfio-user/libqzns_vfio_user.a $(FUZZ_BUILD)/nvmf/libqzns-nvmf.a \
 	$(FUZZ_BUILD)/hw/nvme/libqzns-nvme.a $(FUZZ_LIB)
 FUZZ_CXX := clang++ -std=c++20 -O1 -g -I. -fsanitize=address,undefined -fno-sanitize-recover=all
 
@@ -80,7 +80,7 @@ $(FUZZ_BUILD)/build.ninja:
 
 fuzz: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) block/libqzns-block.a hw/nvme/libqzns-nvme.a nvmf/libqzns-nvmf.a \
-		hw/vfio-user/libqzns-vfio-user.a
+		hw/vfio-user/libqzns_vfio_user.a
 	for t in $(FUZZ_TARGETS); do \
 		$(FUZZ_CXX) -fsanitize=fuzzer tests/fuzz/$$t.cc $(FUZZ_LIBS) -lz -pthread -o $(FUZZ_BUILD)/$$t || exit 1; \
 	done

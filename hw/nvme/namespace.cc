@@ -180,6 +180,13 @@ uint8_t Namespace::ExtraZoneAttrs(uint64_t zone_index, const ZoneInfo& zi) {
     return it->second.attrs;
 }
 
+void Namespace::ForgetZoneTimers(uint64_t zone_index, bool all) {
+    if (!opts_.rrl_seconds && !opts_.frl_seconds) return;
+    std::lock_guard<std::mutex> lk(timer_mu_);
+    if (all) timers_.clear();
+    else timers_.erase(zone_index);
+}
+
 std::vector<uint64_t> Namespace::ScanRecommendedLimits(std::chrono::steady_clock::time_point now) {
     std::vector<uint64_t> changed;
     if (!zoned_ || (!opts_.rrl_seconds && !opts_.frl_seconds)) return changed;

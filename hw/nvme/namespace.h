@@ -96,6 +96,10 @@ public:
     uint8_t ExtraZoneAttrs(uint64_t zone_index, const ZoneInfo& zi);
     // Checks RRL/FRL against every zone's state; returns the ZSLBAs whose attributes changed.
     std::vector<uint64_t> ScanRecommendedLimits(std::chrono::steady_clock::time_point now);
+    // The host reset zone `zone_index` (all zones if `all`): drops its RRL/FRL clock and
+    // recommendations. Needed because a zone reset and refilled (or reopened) between two scans
+    // is back in the state the last scan saw, which would otherwise keep the old clock and attrs.
+    void ForgetZoneTimers(uint64_t zone_index, bool all);
     uint32_t rrl_seconds() const { return opts_.rrl_seconds; }
     uint32_t frl_seconds() const { return opts_.frl_seconds; }
 

@@ -64,6 +64,8 @@ void Controller::ZoneMgmtSend(Req& r) {
     }
     BlkResult res = ns.backend().ZoneMgmt(op, all ? 0 : ns.ByteOffset(slba), all);
     r.status = NvmeStatusOfResult(res, IoKind::kZoneMgmt, true);
+    // A reset zone is a new zone for RRL/FRL (even if a failed Reset All reset only some).
+    if (op == ZoneMgmtOp::kReset && (all || r.status == sc::kSuccess)) ns.ForgetZoneTimers(slba / ns.zsze(), all);
 }
 
 void Controller::ZoneMgmtRecv(Req& r) {

@@ -154,7 +154,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         pos += 67;
         std::vector<uint8_t> buf(len, 0);
         size_t n = std::min(len, size - pos);
-        std::memcpy(buf.data(), data + pos, n);
+        if (n) std::memcpy(buf.data(), data + pos, n);  // buf.data() may be null when empty
         pos += n;
         bool may_pend = !on_io && sqe.b[0] == 0x0c;  // AERs wait for events
         if (!RunSync(on_io ? *io : *admin, sqe, buf, may_pend)) std::abort();  // a command never completed
