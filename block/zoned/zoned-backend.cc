@@ -1,5 +1,5 @@
-// The zoned layer over a zoned qcow2 image. Zone words live in memory (8 bytes per zone, plus the
-// last persisted copy) and reach the image at flush, after the data they describe:
+// The zoned layer over a zoned qcow2 image. Zone words live in memory (8 bytes per zone and a
+// dirty bit) and reach the image at flush, after the data they describe:
 //   data durable (driver flush)  ->  zone words written  ->  sync
 // so a persisted write pointer never runs ahead of durable data. Zone management actions run the
 // same flush before they complete, which makes them durable on completion.
@@ -113,7 +113,6 @@ private:
 
     std::mutex mu_;
     std::vector<uint64_t> words_;      // current state
-    std::vector<uint64_t> persisted_;  // what the image holds
     std::vector<bool> dirty_;
     std::vector<uint32_t> dirty_list_;
     ZoneResources res_;
@@ -136,7 +135,6 @@ Status ZonedBackend::Init() {
             return Status::Error(EUCLEAN, "zone " + std::to_string(z) + ": " + st.message() +
                                               "; run 'qzns-img check -r all'");
     }
-    persisted_ = words_;
     dirty_.assign(n, false);
     bool clean = img_->zoned_clean_at_open();
     bool writable = !drv_->read_only();
@@ -563,17 +561,13 @@ Status ZonedBackend::PersistAll() {
 Status ZonedBackend::WriteWords(const std::vector<uint32_t>& zones, const std::vector<uint64_t>& snapshot) {
     QZNS_TRY(drv_->Flush());
     if (zones.empty() || !persist_) return Status::Ok();
-    // Write runs of neighbouring zones with one write each; gaps carry their persisted words.
+    // One write per run of consecutive dirty zones. Only the in-memory word is kept per zone
+    // (8 bytes); words of zones that did not change are never rewritten.
     size_t i = 0;
-    std::vector<uint64_t> run;
     while (i < zones.size()) {
         size_t j = i;
-        while (j + 1 < zones.size() && zones[j + 1] - zones[j] <= 64) j++;
-        uint32_t first = zones[i], last = zones[j];
-        run.assign(persisted_.begin() + first, persisted_.begin() + last + 1);
-        for (size_t k = i; k <= j; k++) run[zones[k] - first] = snapshot[k];
-        QZNS_TRY(img_->WriteZoneWords(first, last - first + 1, run.data()));
-        std::copy(run.begin(), run.end(), persisted_.begin() + first);
+        while (j + 1 < zones.size() && zones[j + 1] == zones[j] + 1) j++;
+        QZNS_TRY(img_->WriteZoneWords(zones[i], static_cast<uint32_t>(j - i + 1), &snapshot[i]));
         i = j + 1;
     }
     return drv_->Flush();
