@@ -4,20 +4,16 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 PYTEST ?= /usr/bin/python3 -m pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := meson ninja-build g++ clang pkg-config zlib1g-dev libgtest-dev qemu-utils \
-	python3-pytest python3-sphinx
+# Debian packages, one group per kind of target (tools/install-deps.sh holds the lists); each
+# target installs the groups it uses, so a fresh Debian 12 machine needs nothing beforehand.
+DEPS := tools/install-deps.sh
 
 .PHONY: all deps build check check-unit check-iotests check-asan check-fuzz check-guest docs demo clean
 
 all: build
 
 deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "Installing: $$missing"; \
-		$(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	@$(DEPS) build
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD)
@@ -29,32 +25,38 @@ check-unit: build
 	meson test -C $(BUILD) --print-errorlogs
 
 check-iotests: build
+	@$(DEPS) iotests
 	cd tests/iotests && QZNS_BUILD=$(abspath $(BUILD)) $(PYTEST) -q
 
 $(ASAN_BUILD)/build.ninja:
 	CXX=clang++ meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dbuildtype=debugoptimized
 
-check-asan: deps $(ASAN_BUILD)/build.ninja
+check-asan: deps
+	@$(DEPS) sanitize iotests
+	$(MAKE) $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test -C $(ASAN_BUILD) --print-errorlogs \
 		--timeout-multiplier 3
 	cd tests/iotests && QZNS_BUILD=$(abspath $(ASAN_BUILD)) \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 $(PYTEST) -q
 
-docs: deps
+docs:
+	@$(DEPS) docs
 	sphinx-build -W -q -b html docs $(BUILD)/docs
 
 # Real Linux 6.1 guests (tests/guest): qzns over NVMe/TCP must keep zones, data and a zoned
 # btrfs across a daemon restart; the guest and the QEMU 11 chroot are built once and cached.
 GUEST_TESTS ?= $(sort $(wildcard tests/guest/test-qzns-*.sh))
 check-guest: build
+	@$(DEPS) guest
 	tests/guest/build-guest.sh
 	for t in $(GUEST_TESTS); do echo "== $$t"; bash $$t --build $(BUILD) || exit 1; done
 
 check: check-unit check-iotests check-asan check-fuzz docs check-guest
 
 demo: build
+	@$(DEPS) iotests guest
 	bash tools/demo.sh $(BUILD)
 
 clean:
@@ -64,7 +66,6 @@ clean:
 # instrumentation in $(FUZZ_BUILD), each target linked against it with -fsanitize=fuzzer (meson
 # 1.0's b_sanitize has no "fuzzer"). `make check-fuzz` runs each for FUZZ_TIME seconds over a
 # copy of the generated seed corpus and fails on any crash, leak, hang or sanitizer report.
-DEB_PACKAGES += libclang-rt-14-dev
 FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME ?= 20
 FUZZ_TARGETS := fuzz-qcow2-open fuzz-qcow2-ops fuzz-nvme-sqe fuzz-tcp-pdu fuzz-vfio-user
@@ -78,7 +79,9 @@ $(FUZZ_BUILD)/build.ninja:
 	CXX=clang++ meson setup $(FUZZ_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dcpp_args=-fsanitize=fuzzer-no-link -Dbuildtype=debugoptimized
 
-fuzz: deps $(FUZZ_BUILD)/build.ninja
+fuzz: deps
+	@$(DEPS) sanitize
+	$(MAKE) $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) block/libqzns-block.a hw/nvme/libqzns-nvme.a nvmf/libqzns-nvmf.a \
 		hw/vfio-user/libqzns_vfio_user.a
 	for t in $(FUZZ_TARGETS); do \
@@ -103,17 +106,11 @@ check-fuzz: fuzz
 # `make bench` (bench/README.md): every comparison with qzns's peers in one run — fio on a raw
 # file, Debian's qemu-img bench, QEMU 7.2's built-in ZNS in the test guest, persistence on/off,
 # scale to 1M zones. Prints a table of ratios and writes bench/results/latest.{md,json,png}.
-BENCH_PACKAGES := fio gnuplot-nox qemu-utils qemu-system-x86 util-linux
 BENCH_SCALE := $(BUILD)/bench/qzns-bench-scale
 
 .PHONY: bench
 bench: deps $(BUILD)/build.ninja
-	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "Installing: $$missing"; \
-		$(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	@$(DEPS) bench
 	ninja -C $(BUILD) tools/qzns-img tools/qzns-io storage-daemon/qzns-storage-daemon block/libqzns-block.a
 	mkdir -p $(BUILD)/bench
 	$(CXX) -std=c++20 -O2 -I. bench/scale.cc $(BUILD)/block/libqzns-block.a -lz -pthread -o $(BENCH_SCALE)

@@ -10,7 +10,13 @@
 # cannot be built, the same runs over NVMe/TCP with Debian's QEMU 7.2 (`nvme connect -t tcp`).
 #   QZNS_DEMO_FAST=1                 part 1 only
 #   QZNS_DEMO_TRANSPORT=tcp          part 2 over NVMe/TCP even if QEMU 11 is available
+# It ends with one verdict line per part (PASS, FAIL with the reason, or SKIP with the reason);
+# the exit status is 0 only if no part failed.
 set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=need.sh
+source "$HERE/need.sh"
+need qemu-img:qemu-utils
 BUILD=${1:-build}
 IMG_TOOL=$BUILD/tools/qzns-img
 IO_TOOL=$BUILD/tools/qzns-io
@@ -18,14 +24,25 @@ DAEMON=$BUILD/storage-daemon/qzns-storage-daemon
 GUEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/guest" && pwd)
 dir=$(mktemp -d /tmp/qzns-demo.XXXXXX)
 daemon_pid=
+# The verdicts; a part that is running when the script stops failed at its current step.
+part=1 step_now="start" verdict1= verdict2=
+fail() { echo "$*: FAILED"; step_now=$*; exit 1; }
 cleanup() {
+  local rc=$?
   if [ -n "$daemon_pid" ]; then kill -TERM "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
   rm -rf "$dir"
+  if [ "$rc" != 0 ]; then
+    if [ "$part" = 1 ]; then verdict1="FAIL ($step_now)"; else verdict2="FAIL ($step_now)"; fi
+  fi
+  printf '\n=== Verdict\n'
+  printf 'part 1 (zones, data and ZDED survive reopening the image; qemu-img check): %s\n' "${verdict1:-FAIL (did not finish)}"
+  printf 'part 2 (a Linux guest'"'"'s zones and zoned btrfs survive a restart of QEMU and the daemon): %s\n' \
+    "${verdict2:-FAIL (not reached)}"
 }
 trap cleanup EXIT
 img=$dir/zns.qcow2
 
-step() { printf '\n=== %s\n' "$*"; }
+step() { printf '\n=== %s\n' "$*"; step_now="step failed: $*"; }
 note() { printf '    %s\n' "$*"; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
@@ -50,7 +67,7 @@ grep '^start:' "$dir/after" > "$dir/a"
 if diff -u "$dir/b" "$dir/a"; then
   echo "zone report identical across restart: OK"
 else
-  echo "zone report differs across restart: FAILED"; exit 1
+  fail "zone report differs across restart"
 fi
 
 step "qzns-img info and zone report"
@@ -63,10 +80,12 @@ qemu-img check "$img"
 $IMG_TOOL check "$img"
 echo
 echo "Part 1 complete: zone state, write pointers, data and ZDED survived a restart."
+verdict1=PASS
+part=2
 
 # ------------------------------------------------------------------------------------------
 # Part 2: a real guest.
-skip() { printf '\n%s\nDemo complete (part 2 skipped).\n' "$*"; exit 0; }
+skip() { printf '\n%s\nDemo complete (part 2 skipped).\n' "$*"; verdict2="SKIP ($*)"; exit 0; }
 [ "${QZNS_DEMO_FAST:-0}" = 1 ] && skip "QZNS_DEMO_FAST=1: skipping the guest part."
 [ "$(id -u)" = 0 ] || skip "The guest part needs root (apt-get, chroot): run 'sudo make demo' to see it."
 
@@ -75,11 +94,11 @@ step "Prepare the guest (Linux 6.1 kernel + initramfs, built once and cached)"
 t=$(now)
 if ! "$GUEST_DIR/build-guest.sh" > "$dir/build-guest.log" 2>&1; then
   tail -n 15 "$dir/build-guest.log" | sed 's/^/    | /'
-  skip "Could not build the test guest (network needed the first time)."
+  fail "could not build the test guest (tests/guest/build-guest.sh; its log is above)"
 fi
 note "guest ready ($(secs "$t" "$(now)") s)"
 
-transport=${QZNS_DEMO_TRANSPORT:-vfio-user}
+transport=${QZNS_DEMO_TRANSPORT:-vfio-user} fallback=
 if [ "$transport" = vfio-user ]; then
   step "Prepare QEMU 11 (vfio-user client; Debian 12 has 7.2), in a trixie chroot built once and cached"
   t=$(now)
@@ -88,7 +107,7 @@ if [ "$transport" = vfio-user ]; then
   else
     tail -n 10 "$dir/build-chroot.log" | sed 's/^/    | /'
     note "The QEMU 11 chroot could not be built: falling back to NVMe/TCP with Debian's QEMU."
-    transport=tcp
+    transport=tcp fallback="QEMU 11 chroot could not be built, so NVMe/TCP with Debian's QEMU"
   fi
 fi
 
@@ -102,7 +121,7 @@ if [ "$transport" = tcp ]; then
   for p in $(seq 24420 24499); do
     ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || { port=$p; break; }
   done
-  [ -n "$port" ] || { echo "no free TCP port in 24420-24499"; exit 1; }
+  [ -n "$port" ] || fail "no free TCP port in 24420-24499"
   export_arg="type=nvme-tcp,id=tcp0,node-name=zns0,addr=127.0.0.1,port=$port,nqn=$nqn"
   qemu_name="Debian QEMU $(qemu-system-x86_64 --version | sed -n '1s/.*version \([^ ]*\).*/\1/p')"
   qemu=(qemu-system-x86_64)
@@ -190,14 +209,14 @@ start_daemon() {
     --pidfile "$dir/daemon.pid" 2>>"$dir/daemon.log" &
   daemon_pid=$!
   for _ in $(seq 100); do [ -s "$dir/daemon.pid" ] && break; sleep 0.05; done
-  [ -s "$dir/daemon.pid" ] || { cat "$dir/daemon.log"; echo "qzns-storage-daemon did not start: FAILED"; exit 1; }
+  [ -s "$dir/daemon.pid" ] || { cat "$dir/daemon.log"; fail "qzns-storage-daemon did not start (its log is above)"; }
   note "qzns-storage-daemon (pid $daemon_pid) --export $export_arg"
 }
 stop_daemon() {
   local rc=0
   kill -TERM "$daemon_pid"; wait "$daemon_pid" || rc=$?
   daemon_pid=
-  [ "$rc" = 0 ] || { cat "$dir/daemon.log"; echo "qzns-storage-daemon exited with $rc: FAILED"; exit 1; }
+  [ "$rc" = 0 ] || { cat "$dir/daemon.log"; fail "qzns-storage-daemon exited with status $rc on SIGTERM"; }
   note "qzns-storage-daemon stopped (SIGTERM): in-flight I/O finished, zone state persisted"
 }
 boot() {  # boot PHASE
@@ -209,7 +228,9 @@ boot() {  # boot PHASE
   sed 's/^/    guest> /' "$dir/guest-$1.out"
   if [ "$rc" != 0 ]; then
     tail -n 20 "$dir/console-$1.log" | tr -d '\r' | sed 's/^/    console| /'
-    echo "guest boot ($1) failed with status $rc: FAILED"; exit 1
+    local why
+    why=$(grep -E '^=>|failed|no zoned' "$dir/guest-$1.out" | tail -n 1 || true)
+    fail "guest boot '$1' failed with status $rc${why:+: $why}"
   fi
   note "(QEMU started, guest booted, ran and powered off in $(secs "$t" "$(now)") s)"
 }
@@ -243,3 +264,4 @@ stop_daemon
 echo
 echo "Demo complete: a Linux guest's zones, zone data and zoned btrfs survived a restart of QEMU and"
 echo "qzns-storage-daemon ($([ "$transport" = tcp ] && echo "NVMe/TCP, $qemu_name" || echo "vfio-user PCI NVMe, $qemu_name"))."
+verdict2="PASS ($([ "$transport" = tcp ] && echo "NVMe/TCP" || echo "vfio-user"), $qemu_name${fallback:+; $fallback})"

@@ -23,7 +23,23 @@ exec 9>"$OUTDIR/.lock"
 flock 9      # one build per OUTDIR at a time
 
 log() { printf 'build-guest: %s\n' "$*" >&2; }
+# shellcheck source=../../tools/need.sh
+source "$HERE/../../tools/need.sh"
 die() { log "error: $*"; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (apt-get, chroot for library resolution): run it as root or with sudo"
+
+# ---------------------------------------------------------------- host tools
+# The host packages come from the one list every target uses (tools/install-deps.sh guest).
+"$HERE/../../tools/install-deps.sh" guest >&2 || die "installing the host packages failed (see above)"
+APT_UPDATED=0
+apt_update() {
+    [ "$APT_UPDATED" = 1 ] && return 0
+    log "apt-get update"
+    apt-get update -qq || die "apt-get update failed: check the network and /etc/apt/sources.list"
+    APT_UPDATED=1
+}
+need qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio depmod:kmod apt-get:apt dpkg-deb:dpkg
+
 
 # Fast path: same scripts and same apt package lists as the last full check.
 QUICK=$( { cat "${BASH_SOURCE[0]}" "$HERE/init.sh"; stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null;
@@ -32,20 +48,6 @@ if [ "${GUEST_FORCE:-0}" != 1 ] && [ -f "$OUTDIR/stamp" ] && [ -f "$OUTDIR/stamp
    [ "$(cat "$OUTDIR/stamp.quick")" = "$QUICK" ] && [ -s "$OUTDIR/vmlinuz" ] && [ -s "$OUTDIR/initramfs.cpio" ]; then
     log "up to date ($OUTDIR)"
     exit 0
-fi
-
-# ---------------------------------------------------------------- host tools
-HOST_PKGS=(qemu-system-x86 busybox-static cpio kmod)
-missing=()
-for p in "${HOST_PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-APT_UPDATED=0
-apt_update() { [ "$APT_UPDATED" = 1 ] || { log "apt-get update"; apt-get update -qq; APT_UPDATED=1; }; }
-if [ ${#missing[@]} -gt 0 ]; then
-    apt_update
-    log "installing host packages: ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
 # ---------------------------------------------------------------- package set
@@ -103,15 +105,16 @@ rm -f "$OUTDIR/stamp" "$OUTDIR/stamp.quick"
 # ---------------------------------------------------------------- download
 DEBS=$OUTDIR/debs
 mkdir -p "$DEBS"
-need=()
+todo=()
 while IFS== read -r name ver; do
     v=${ver//:/%3a}
-    ls "$DEBS/${name}_${v}_"*.deb >/dev/null 2>&1 || need+=("$name=$ver")
+    ls "$DEBS/${name}_${v}_"*.deb >/dev/null 2>&1 || todo+=("$name=$ver")
 done <<<"$VERS"
-if [ ${#need[@]} -gt 0 ]; then
-    log "downloading ${#need[@]} packages"
-    (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "${need[@]}") >&2 || {
-        apt_update; (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "${need[@]}") >&2; }
+if [ ${#todo[@]} -gt 0 ]; then
+    log "downloading ${#todo[@]} packages"
+    (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "${todo[@]}") >&2 || {
+        apt_update; (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "${todo[@]}") >&2 ||
+        die "apt-get download failed for: ${todo[*]}"; }
 fi
 # drop stale versions so the staging root has exactly one of each
 keep=$(while IFS== read -r name ver; do echo "${name}_${ver//:/%3a}_"; done <<<"$VERS")

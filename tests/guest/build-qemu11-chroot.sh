@@ -5,12 +5,13 @@
 # Usage: tests/guest/build-qemu11-chroot.sh [DIR]     (default tests/guest/.cache/trixie)
 #   QEMU11_FORCE=1   rebuild even if the stamp is current
 # Then run QEMU with tests/guest/qemu11.sh (same arguments as qemu-system-x86_64).
-# Needs root (debootstrap, chroot). Installs debootstrap on the host if missing.
+# Needs root (debootstrap, chroot). Installs its host packages (tools/install-deps.sh guest).
 # Idempotent: a stamp DIR/.qzns-stamp holds a hash of this script; a warm run only prints
 # the QEMU version. Builds into the same DIR are serialised with flock.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/../../tools/need.sh"
 DIR=${1:-$HERE/.cache/trixie}
 MIRROR=${QEMU11_MIRROR:-http://deb.debian.org/debian}
 mkdir -p "$(dirname "$DIR")"
@@ -29,10 +30,8 @@ if [ "${QEMU11_FORCE:-0}" != 1 ] && [ -f "$DIR/.qzns-stamp" ] &&
 fi
 
 t0=$(date +%s)
-if ! command -v debootstrap >/dev/null; then
-    echo "build-qemu11-chroot: installing debootstrap on the host" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends debootstrap >&2
-fi
+"$HERE/../../tools/install-deps.sh" guest >&2
+need debootstrap chroot:coreutils
 
 # Do not leave bind mounts behind if a previous run was interrupted.
 for m in dev/pts dev proc sys; do

@@ -11,6 +11,8 @@
 # on first use. Needs root.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/../../tools/need.sh"
+need unshare:util-linux chroot:coreutils
 ROOT=${QEMU11_CHROOT:-$HERE/.cache/trixie}
 if [ ! -f "$ROOT/.qzns-stamp" ]; then
     "$HERE/build-qemu11-chroot.sh" "$ROOT" >&2

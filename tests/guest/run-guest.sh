@@ -19,6 +19,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/../../tools/need.sh"
+need timeout:coreutils cpio
 SCENARIO= SHARE= QEMU=${QEMU:-qemu-system-x86_64} MEM=1G SMP=1 TIMEOUT=300
 APPEND= CACHE=$HERE/.cache LOG= SHELL_MODE=0 KEEP=0
 ENVS=() EXTRA=()
@@ -66,6 +68,7 @@ if [ -n "$SCENARIO" ]; then
     done
 fi
 
+need "$QEMU:qemu-system-x86"
 KARGS="console=ttyS0 panic=-1 quiet loglevel=4"
 [ "$SHELL_MODE" = 1 ] && KARGS="$KARGS guest.shell=1"
 [ -n "$APPEND" ] && KARGS="$KARGS $APPEND"

@@ -10,6 +10,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/../../tools/need.sh"
+need qemu-system-x86_64:qemu-system-x86
 QEMU=${QEMU:-qemu-system-x86_64} WORK= TIMEOUT=600 KEEP=0
 while [ $# -gt 0 ]; do
     case $1 in

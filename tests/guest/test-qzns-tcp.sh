@@ -9,6 +9,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/../../tools/need.sh"
+need qemu-system-x86_64:qemu-system-x86 /usr/bin/python3:python3
 ROOT=$(cd "$HERE/../.." && pwd)
 BUILD=$ROOT/build WORK= KEEP=0 TIMEOUT=600
 while [ $# -gt 0 ]; do

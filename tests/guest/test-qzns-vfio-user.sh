@@ -24,6 +24,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/../../tools/need.sh"
+need unshare:util-linux /usr/bin/python3:python3
 TOP=$(cd "$HERE/../.." && pwd)
 BUILD=${QZNS_BUILD:-$TOP/build}
 WORK= KEEP=0 TIMEOUT=600 LBA=512 RECONNECT=1 IDLE=7

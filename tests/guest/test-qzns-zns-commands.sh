@@ -17,6 +17,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/../../tools/need.sh"
+need socat qemu-system-x86_64:qemu-system-x86 /usr/bin/python3:python3
 ROOT=$(cd "$HERE/../.." && pwd)
 BUILD=$ROOT/build WORK= KEEP=0 TIMEOUT=300
 while [ $# -gt 0 ]; do
@@ -28,7 +30,6 @@ while [ $# -gt 0 ]; do
         *) echo "usage: $0 [--build DIR] [--workdir DIR] [--keep] [--timeout SECS]" >&2; exit 2 ;;
     esac
 done
-command -v socat >/dev/null || { echo "test: socat is required (QMP)" >&2; exit 2; }
 if [ -z "$WORK" ]; then WORK=$(mktemp -d /tmp/qzns-zns-cmds.XXXXXX); else mkdir -p "$WORK"; fi
 WORK=$(cd "$WORK" && pwd)
 DAEMON_PID= HELPER_PID=

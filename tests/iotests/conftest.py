@@ -25,12 +25,32 @@ REGEN = os.environ.get("QZNS_IOTESTS_REGEN") == "1"
 SANITIZER_MARKERS = ("runtime error", "AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer",
                      "ThreadSanitizer", "MemorySanitizer")
 
-needs_qemu = pytest.mark.skipif(QEMU_IMG is None or QEMU_IO is None,
-                                reason="qemu-img/qemu-io not installed (Debian package qemu-utils)")
 
 
-def _tool_env():
+def require_program(name, package):
+    """The path of a program the test needs. A missing one fails the test (never skips it): `make
+    check` installs every package (tools/install-deps.sh), so a missing program is a missing
+    install step, and it must show."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"'{name}' not found: install the Debian package '{package}' "
+                    f"(tools/install-deps.sh iotests does it for make check)", pytrace=False)
+    return path
+
+
+@pytest.fixture
+def qemu_tools():
+    require_program("qemu-img", "qemu-utils")
+    require_program("qemu-io", "qemu-utils")
+
+
+# Tests that use Debian's qemu-img / qemu-io as peers.
+needs_qemu = pytest.mark.usefixtures("qemu_tools")
+
+
+def _tool_env(extra=None):
     env = dict(os.environ)
+    env.update(extra or {})
     env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
     env["LC_ALL"] = "C"
@@ -49,12 +69,12 @@ def sanitizer_report(text):
     return any(m in text for m in SANITIZER_MARKERS)
 
 
-def run(args, rc=None, input=None, timeout=120, cwd=None):
+def run(args, rc=None, input=None, timeout=120, cwd=None, env=None):
     """Runs a tool; fails on a signal or a sanitizer report; checks the exit code when rc is given
-    (an int or a tuple of accepted codes)."""
+    (an int or a tuple of accepted codes). env: variables added to the tool's environment."""
     args = [str(a) for a in args]
     p = subprocess.run(args, input=input, capture_output=True, text=True, errors="replace",
-                       timeout=timeout, env=_tool_env(), cwd=cwd)
+                       timeout=timeout, env=_tool_env(env), cwd=cwd)
     r = Run(args, p.returncode, p.stdout, p.stderr)
     assert p.returncode >= 0, f"killed by signal {-p.returncode}: {r!r}"
     assert not sanitizer_report(p.stderr), f"sanitizer report: {r!r}"

@@ -5,7 +5,6 @@
 import ast
 import json
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -14,13 +13,13 @@ import threading
 
 import pytest
 
-from conftest import HERE, img
+from conftest import HERE, img, require_program
 from daemon_harness import (Daemon, NvmeTcpQueue, QmpClient, free_port, make_zoned, nvme_session,
                             zone_report)
 
 SCHEMA_PATH = HERE.parent.parent / "qapi" / "qzns.json"
 NQN = "nqn.2026-11.io.qzns:qmp"
-SOCAT = shutil.which("socat")
+
 
 
 # ---- the schema ----
@@ -427,7 +426,6 @@ def test_zone_inject_persists_across_restart(daemon, tmp):
         assert d2.stop() == 0
 
 
-@pytest.mark.skipif(SOCAT is None, reason="socat not installed")
 def test_socat_client(daemon):
     lines = "\n".join([
         '{"execute": "query-version"}',
@@ -438,7 +436,8 @@ def test_socat_client(daemon):
         '{not json',
         '{"execute": "query-commands", "id": "last"}',
     ]) + "\n"
-    p = subprocess.run([SOCAT, "-t", "2", "-", "UNIX-CONNECT:" + daemon.qmp_path], input=lines, capture_output=True,
+    socat = require_program("socat", "socat")
+    p = subprocess.run([socat, "-t", "2", "-", "UNIX-CONNECT:" + daemon.qmp_path], input=lines, capture_output=True,
                        text=True, timeout=20)
     out = [json.loads(line) for line in p.stdout.splitlines()]
     assert "QMP" in out[0]
@@ -452,14 +451,14 @@ def test_socat_client(daemon):
     assert len(out) == 8
 
 
-@pytest.mark.skipif(SOCAT is None, reason="socat not installed")
 def test_qmp_over_tcp(tmp):
+    socat = require_program("socat", "socat")
     z = make_zoned(str(tmp / "z.qcow2"))
     port = free_port()
     d = Daemon(tmp, "--blockdev", f"driver=qcow2,node-name=zns0,file={z}", "--qmp", f"tcp:127.0.0.1:{port}",
                qmp=False)
     try:
-        p = subprocess.run([SOCAT, "-t", "2", "-", f"TCP:127.0.0.1:{port}"], capture_output=True, text=True,
+        p = subprocess.run([socat, "-t", "2", "-", f"TCP:127.0.0.1:{port}"], capture_output=True, text=True,
                            input='{"execute": "qmp_capabilities"}\n{"execute": "query-named-block-nodes"}\n',
                            timeout=20)
         out = [json.loads(line) for line in p.stdout.splitlines()]
