@@ -53,7 +53,7 @@ check-guest: build
 	tests/guest/build-guest.sh
 	for t in $(GUEST_TESTS); do echo "== $$t"; bash $$t --build $(BUILD) || exit 1; done
 
-check: check-unit check-iotests check-asan check-fuzz docs check-guest
+check: check-unit check-iotests check-asan check-fuzz docs check-install check-guest
 
 demo: build
 	@$(DEPS) iotests guest
@@ -115,3 +115,26 @@ bench: deps $(BUILD)/build.ninja
 	mkdir -p $(BUILD)/bench
 	$(CXX) -std=c++20 -O2 -I. bench/scale.cc $(BUILD)/block/libqzns-block.a -lz -pthread -o $(BENCH_SCALE)
 	$(SUDO) python3 bench/run.py --build $(BUILD)
+
+# `make install [PREFIX=/usr/local] [DESTDIR=/staging]` installs like a packaged tool:
+# PREFIX/bin/qzns-img, PREFIX/bin/qzns-io, PREFIX/sbin/qzns-storage-daemon, the man pages
+# qzns-img(1), qzns-io(1), qzns-storage-daemon(8) (built with sphinx-build, required here), the
+# systemd unit template PREFIX/lib/systemd/system/qzns-storage-daemon@.service and an example
+# configuration in PREFIX/share/doc/qzns/examples/. meson fixes the prefix at configure time, so
+# this sets it on $(BUILD) (`meson configure -Dprefix=`; only the unit and example config are
+# regenerated). DESTDIR stages the files under a root directory, as a package build does.
+# `make check-install` installs into a temporary DESTDIR and checks the result, up to running
+# the daemon the way the unit does (tests/install/test-install.sh).
+PREFIX ?= /usr/local
+.PHONY: install check-install
+install: deps $(BUILD)/build.ninja
+	@$(DEPS) docs
+	meson configure $(BUILD) -Dprefix=$(PREFIX) -Dman=enabled
+	ninja -C $(BUILD)
+	meson install -C $(BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
+
+check-install: deps $(BUILD)/build.ninja
+	@$(DEPS) install
+	meson configure $(BUILD) -Dman=enabled
+	ninja -C $(BUILD)
+	bash tests/install/test-install.sh $(BUILD)

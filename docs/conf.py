@@ -18,10 +18,14 @@ pygments_style = "sphinx"
 # Warn about every unresolved reference so `-W` catches broken links.
 nitpicky = True
 
-# `sphinx-build -b man docs OUT` renders the two tool references as man pages.
+# `sphinx-build -b man docs OUT` renders the command references as man pages; meson builds and
+# installs them (docs/meson.build). Flat output (OUT/qzns-img.1), not OUT/man1/qzns-img.1.
+man_make_section_directory = False
 man_pages = [
     ("tools/qzns-img", "qzns-img", "create, inspect, check and convert zoned qcow2 images",
      [author], 1),
     ("tools/qzns-io", "qzns-io", "run I/O and zone commands against a (zoned) image",
      [author], 1),
+    ("tools/qzns-storage-daemon", "qzns-storage-daemon",
+     "serve zoned images over NVMe/TCP and vfio-user, with a QMP monitor", [author], 8),
 ]

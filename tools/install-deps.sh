@@ -16,8 +16,10 @@ declare -A GROUP=(
   [iotests]="qemu-utils python3 python3-pytest socat librsvg2-bin util-linux procps"
   # the ASan+UBSan and libFuzzer builds
   [sanitize]="clang libclang-rt-14-dev"
-  # Sphinx: HTML docs and the man pages; man-db renders them in `make check-install`
-  [docs]="python3-sphinx man-db"
+  # Sphinx: HTML docs and the man pages
+  [docs]="python3-sphinx"
+  # make install / check-install: man-db renders the man pages, systemd-analyze verifies the unit
+  [install]="python3-sphinx man-db systemd"
   # real Linux guests (tests/guest): QEMU 7.2 and the guest build (kernel + busybox initramfs
   # from .debs), socat for QMP, iproute2 for ss, debootstrap for the QEMU 11 trixie chroot
   [guest]="qemu-system-x86 qemu-utils busybox-static cpio kmod socat iproute2 util-linux procps
