@@ -218,8 +218,8 @@ Status Image::GrowRefcountTable(uint64_t min_blocks) {
     if (!st.ok()) {
         // The disk still holds a consistent old or new table, but memory is ahead of the header:
         // a later flush would write the new table where the header may not point. Stop writing.
-        writable_ = false;
         write_failure_ = "growing the refcount table failed (" + st.message() + ")";
+        writable_.store(false, std::memory_order_release);  // after the reason (qcow2.h)
         return st;
     }
     reftable_dirty_ = false;

@@ -88,8 +88,8 @@ Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, OpenFlags
 }
 
 Status Image::CheckWritable() const {
-    if (closed_) return Status::Error(EBADF, "image is closed");
-    if (!writable_) {
+    if (closed_.load(std::memory_order_acquire)) return Status::Error(EBADF, "image is closed");
+    if (!writable_.load(std::memory_order_acquire)) {
         if (info_.corrupt) return Status::Error(EUCLEAN, "image is corrupt; run 'qzns-img check -r all'");
         if (!write_failure_.empty())
             return Status::Error(EIO, write_failure_ + "; writes are refused until the image is reopened");
@@ -100,9 +100,11 @@ Status Image::CheckWritable() const {
 
 Status Image::MarkCorrupt(const std::string& why) {
     std::string msg = "image is corrupt: " + why + "; run 'qzns-img check -r all'";
-    if (writable_) {
-        writable_ = false;  // refuse further writes before anything else can go wrong
+    if (writable_.load()) {
+        // Refuse further writes before anything else can go wrong; the reason first (see
+        // writable_ in qcow2.h).
         info_.corrupt = true;
+        writable_.store(false, std::memory_order_release);
         Status st = SetIncompatBit(kIncompatCorrupt, true);
         (void)st;
     }

@@ -18,6 +18,7 @@
 // repairs, never map wrong data.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -130,7 +131,7 @@ public:
 
     const char* format_name() const override { return "qcow2"; }
     uint64_t size() const override { return size_; }
-    bool read_only() const override { return !writable_; }
+    bool read_only() const override { return !writable_.load(std::memory_order_acquire); }
     Status Read(uint64_t off, void* buf, uint64_t len) override;
     Status Write(uint64_t off, const void* buf, uint64_t len) override;
     Status WriteZeroes(uint64_t off, uint64_t len, bool may_unmap) override;
@@ -222,8 +223,11 @@ private:
 
     std::unique_ptr<File> file_;
     std::unique_ptr<BlockDriver> backing_;
-    bool writable_ = false;
-    bool closed_ = false;
+    // Read without mu_ (read_only(), the fast path of CheckWritable()); written under mu_. The
+    // reasons for refusing writes (info_.corrupt, write_failure_) are written once, before
+    // writable_ turns false with a release store, so a reader that sees false can read them.
+    std::atomic<bool> writable_{false};
+    std::atomic<bool> closed_{false};
     ImageInfo info_;
 
     uint64_t size_ = 0;

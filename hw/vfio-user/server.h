@@ -85,7 +85,8 @@ public:
     // Forgets the client: resets the device, drops mappings and eventfds.
     void DropClient();
 
-    bool negotiated() const { return negotiated_; }
+    // Safe from any thread (tests and monitors ask while the connection thread runs).
+    bool negotiated() const { return negotiated_.load(); }
     // A client has negotiated VERSION and is still connected.
     bool client_connected() const { return client_connected_.load(); }
     const ServerStats& stats() const { return stats_; }
@@ -126,7 +127,7 @@ private:
     const ServerOptions opts_;
     ServerStats stats_;
     DmaMapTable dma_;
-    bool negotiated_ = false;
+    std::atomic<bool> negotiated_{false};
     uint32_t peer_max_xfer_ = 1u << 20;
     uint32_t peer_max_fds_ = 8;
 

@@ -81,7 +81,11 @@ public:
     void set_mmap_fd(int fd) { mmap_fd_ = fd; }
     DmaSpace* dma() const { return dma_; }
     IrqSink* irq() const { return irq_; }
-    PciConfigSpace& cfg() { return cfg_; }
+    // Read from the test thread while the server thread may reset the device: under the lock.
+    bool bus_master() const {
+        std::lock_guard lk(mu_);
+        return cfg_.bus_master();
+    }
 
     std::atomic<int> reads{0}, writes{0}, resets{0}, unmaps{0}, irq_changes{0};
 

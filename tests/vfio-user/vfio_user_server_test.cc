@@ -383,7 +383,7 @@ TEST_F(Fixture, ConfigWritesHonourWriteMask) {
     Message m = RegionRead(kPciConfigRegionIndex, 0, 8);
     EXPECT_EQ(m.payload[16], 0x4e);
     EXPECT_EQ(m.payload[16 + 4], 0x06);
-    EXPECT_TRUE(dev_.cfg().bus_master());
+    EXPECT_TRUE(dev_.bus_master());
 }
 
 TEST_F(Fixture, BarWriteThenReadAndPostedWrites) {
