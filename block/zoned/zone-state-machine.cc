@@ -225,25 +225,6 @@ ZoneResources ApplyResourceDelta(ZoneResources res, ResourceDelta delta) {
     return res;
 }
 
-uint16_t NvmeStatusOf(ZoneError err) {
-    constexpr uint16_t kGeneric = 0x0 << 8, kCommandSpecific = 0x1 << 8;
-    switch (err) {
-    case E::kNone: return 0;
-    case E::kInvalidOpcode: return kGeneric | 0x01;
-    case E::kInvalidField: return kGeneric | 0x02;
-    case E::kLbaOutOfRange: return kGeneric | 0x80;
-    case E::kZoneBoundaryError: return kCommandSpecific | 0xB8;
-    case E::kZoneIsFull: return kCommandSpecific | 0xB9;
-    case E::kZoneIsReadOnly: return kCommandSpecific | 0xBA;
-    case E::kZoneIsOffline: return kCommandSpecific | 0xBB;
-    case E::kZoneInvalidWrite: return kCommandSpecific | 0xBC;
-    case E::kTooManyActiveZones: return kCommandSpecific | 0xBD;
-    case E::kTooManyOpenZones: return kCommandSpecific | 0xBE;
-    case E::kInvalidZoneStateTransition: return kCommandSpecific | 0xBF;
-    }
-    return kGeneric | 0x06;  // Internal Error: unreachable for a valid enum value
-}
-
 const char* ZoneErrorName(ZoneError err) {
     switch (err) {
     case E::kNone: return "success";

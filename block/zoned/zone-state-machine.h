@@ -105,7 +105,8 @@ struct ZoneAction {
     static constexpr ZoneAction Recover() { return Of(ZoneActionKind::kRecover); }
 };
 
-// Why an action was refused; one value per NVMe status (see NvmeStatusOf).
+// Why an action was refused: one value per refusal a ZNS or ZBC host can be told about. The
+// block layer knows no wire codes; hw/nvme/status.cc maps each to its NVMe status.
 enum class ZoneError : uint8_t {
     kNone = 0,
     kInvalidOpcode,                // generic 01h: Zone Append under the ZBC profile
@@ -120,10 +121,6 @@ enum class ZoneError : uint8_t {
     kTooManyOpenZones,             // BEh
     kInvalidZoneStateTransition,   // BFh
 };
-
-// The NVMe Status Field value (SCT << 8 | SC, without DNR/More/CRD) for an error; 0 for kNone.
-// Zone errors are SCT 1 (command specific), e.g. 0x1B9 for Zone Is Full.
-uint16_t NvmeStatusOf(ZoneError err);
 
 const char* ZoneErrorName(ZoneError err);
 const char* ZoneStateName(ZoneState state);

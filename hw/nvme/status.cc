@@ -25,6 +25,24 @@ constexpr ErrnoRow kErrnoTable[] = {
 
 }  // namespace
 
+uint16_t ZoneErrorStatus(ZoneError err) {
+    switch (err) {
+    case ZoneError::kNone: return sc::kSuccess;
+    case ZoneError::kInvalidOpcode: return sc::kInvalidOpcode;
+    case ZoneError::kInvalidField: return sc::kInvalidField;
+    case ZoneError::kLbaOutOfRange: return sc::kLbaOutOfRange;
+    case ZoneError::kZoneBoundaryError: return sc::kZoneBoundaryError;
+    case ZoneError::kZoneIsFull: return sc::kZoneIsFull;
+    case ZoneError::kZoneIsReadOnly: return sc::kZoneIsReadOnly;
+    case ZoneError::kZoneIsOffline: return sc::kZoneIsOffline;
+    case ZoneError::kZoneInvalidWrite: return sc::kZoneInvalidWrite;
+    case ZoneError::kTooManyActiveZones: return sc::kTooManyActiveZones;
+    case ZoneError::kTooManyOpenZones: return sc::kTooManyOpenZones;
+    case ZoneError::kInvalidZoneStateTransition: return sc::kInvalidZoneStateTransition;
+    }
+    return sc::kInternalError;  // unreachable for a valid enum value
+}
+
 uint16_t NvmeStatusOfResult(const BlkResult& r, IoKind kind, bool zoned_namespace) {
     if (r.ok()) return sc::kSuccess;
     if (r.zone_error != ZoneError::kNone) {
@@ -46,7 +64,7 @@ uint16_t NvmeStatusOfResult(const BlkResult& r, IoKind kind, bool zoned_namespac
                 return sc::kInternalError;
             }
         }
-        return static_cast<uint16_t>(NvmeStatusOf(r.zone_error) | sc::kDnr);
+        return static_cast<uint16_t>(ZoneErrorStatus(r.zone_error) | sc::kDnr);
     }
     int err = r.status.err();
     for (const ErrnoRow& row : kErrnoTable)

@@ -71,6 +71,10 @@ constexpr uint16_t StatusNoDnr(uint16_t st) { return st & 0x3fff; }
 // codes to report a zone fault with.
 enum class IoKind : uint8_t { kRead, kWrite, kZoneMgmt, kOther };
 
+// The NVMe Status Field value (SCT << 8 | SC, without DNR/More/CRD) of a zone error on a zoned
+// namespace; kSuccess for kNone. Zone errors are SCT 1, e.g. 0x1B9 for Zone Is Full.
+uint16_t ZoneErrorStatus(ZoneError err);
+
 // The mapping table: BlkResult (zone error or errno) -> NVMe status, including DNR.
 uint16_t NvmeStatusOfResult(const BlkResult& r, IoKind kind, bool zoned_namespace);
 

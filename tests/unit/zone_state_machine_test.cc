@@ -179,21 +179,6 @@ TEST(ZoneStateMachineTest, SpecNoOpsLeaveTheWordUntouched) {
     }
 }
 
-TEST(ZoneStateMachineTest, NvmeStatusCodes) {
-    EXPECT_EQ(NvmeStatusOf(E::kNone), 0x000);
-    EXPECT_EQ(NvmeStatusOf(E::kInvalidOpcode), 0x001);
-    EXPECT_EQ(NvmeStatusOf(E::kInvalidField), 0x002);
-    EXPECT_EQ(NvmeStatusOf(E::kLbaOutOfRange), 0x080);
-    EXPECT_EQ(NvmeStatusOf(E::kZoneBoundaryError), 0x1B8);
-    EXPECT_EQ(NvmeStatusOf(E::kZoneIsFull), 0x1B9);
-    EXPECT_EQ(NvmeStatusOf(E::kZoneIsReadOnly), 0x1BA);
-    EXPECT_EQ(NvmeStatusOf(E::kZoneIsOffline), 0x1BB);
-    EXPECT_EQ(NvmeStatusOf(E::kZoneInvalidWrite), 0x1BC);
-    EXPECT_EQ(NvmeStatusOf(E::kTooManyActiveZones), 0x1BD);
-    EXPECT_EQ(NvmeStatusOf(E::kTooManyOpenZones), 0x1BE);
-    EXPECT_EQ(NvmeStatusOf(E::kInvalidZoneStateTransition), 0x1BF);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Writes and appends.
 
