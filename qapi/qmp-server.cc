@@ -96,7 +96,7 @@ QmpServer::~QmpServer() { Stop(); }
 
 void QmpServer::Stop() {
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         if (stop_) return;
         stop_ = true;
     }
@@ -104,20 +104,24 @@ void QmpServer::Stop() {
     if (write(wake_fd_, &one, sizeof(one)) < 0) {
     }
     if (thread_.joinable()) thread_.join();
-    for (auto& c : clients_) close(c.fd);
-    clients_.clear();
+    {
+        // The loop thread is gone, but Emit may still run on another thread.
+        util::MutexLock lk(mu_);
+        for (auto& c : clients_) close(c.fd);
+        clients_.clear();
+    }
     close(listen_fd_);
     close(wake_fd_);
     if (!unix_path_.empty()) unlink(unix_path_.c_str());
 }
 
 void QmpServer::Register(const std::string& name, CommandHandler handler) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     commands_[name] = std::move(handler);
 }
 
 std::vector<std::string> QmpServer::CommandNames() const {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     std::vector<std::string> out;
     for (const auto& [n, h] : commands_) out.push_back(n);
     return out;
@@ -137,7 +141,7 @@ void QmpServer::Emit(const std::string& event, Json data) {
     Json e = Json::MakeObject();
     e.Set("event", event).Set("data", std::move(data)).Set("timestamp", Timestamp());
     std::string s = e.Dump(-1);
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     for (auto& c : clients_)
         if (c.negotiated) SendTo(c.fd, s);
 }
@@ -185,7 +189,7 @@ std::string QmpServer::Dispatch(const Json& req, bool* negotiated) {
         return ErrorReply("CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'", id);
     CommandHandler h;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         auto it = commands_.find(name);
         if (it == commands_.end()) return ErrorReply("CommandNotFound", "The command " + name + " has not been found", id);
         h = it->second;
@@ -214,7 +218,7 @@ void QmpServer::Run() {
     while (true) {
         std::vector<pollfd> fds;
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             if (stop_) return;
             fds.push_back({listen_fd_, POLLIN, 0});
             fds.push_back({wake_fd_, POLLIN, 0});
@@ -225,13 +229,13 @@ void QmpServer::Run() {
             return;
         }
         if (fds[1].revents) {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             if (stop_) return;
         }
         if (fds[0].revents & POLLIN) {
             int c = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
             if (c >= 0) {
-                std::lock_guard<std::mutex> lk(mu_);
+                util::MutexLock lk(mu_);
                 clients_.push_back({c, "", false});
                 SendTo(c, greeting_s);
             }
@@ -241,7 +245,7 @@ void QmpServer::Run() {
             int fd = fds[i].fd;
             char buf[4096];
             ssize_t n = recv(fd, buf, sizeof(buf), 0);
-            std::unique_lock<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             auto it = std::find_if(clients_.begin(), clients_.end(), [fd](const Client& c) { return c.fd == fd; });
             if (it == clients_.end()) continue;
             if (n <= 0) {
@@ -286,9 +290,9 @@ void QmpServer::Run() {
                 }
                 it->inbuf.erase(0, used);
                 bool negotiated = it->negotiated;
-                lk.unlock();
+                lk.Unlock();
                 std::string reply = Dispatch(*v, &negotiated);
-                lk.lock();
+                lk.Lock();
                 it = std::find_if(clients_.begin(), clients_.end(), [fd](const Client& c) { return c.fd == fd; });
                 if (it == clients_.end()) break;
                 it->negotiated = negotiated;

@@ -7,13 +7,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <variant>
 #include <vector>
 
 #include "util/json.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace qzns::qmp {
@@ -55,10 +55,10 @@ private:
     int wake_fd_ = -1;
     std::string unix_path_;
     std::thread thread_;
-    mutable std::mutex mu_;
-    std::map<std::string, CommandHandler> commands_;
-    std::vector<Client> clients_;
-    bool stop_ = false;
+    mutable util::Mutex mu_;
+    std::map<std::string, CommandHandler> commands_ GUARDED_BY(mu_);
+    std::vector<Client> clients_ GUARDED_BY(mu_);
+    bool stop_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace qzns::qmp

@@ -28,7 +28,7 @@ Status BlockNodes::Add(OptionSet o) {
     QZNS_TRY(o.RejectUnknown("--blockdev"));
 
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         if (nodes_.count(*name)) return Status::Error(EEXIST, "Duplicate nodes with node-name='" + *name + "'");
     }
     BlockBackendOptions bo;
@@ -46,7 +46,7 @@ Status BlockNodes::Add(OptionSet o) {
     node->filename = filename;
     node->read_only = ro;
     node->blk = std::move(blk).value();
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     nodes_[*name] = std::move(node);
     return Status::Ok();
 }
@@ -79,7 +79,7 @@ Status BlockNodes::AddJson(const Json& args) {
 Status BlockNodes::Remove(const std::string& name) {
     std::unique_ptr<BlockNode> node;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         auto it = nodes_.find(name);
         if (it == nodes_.end()) return Status::Error(ENOENT, "Failed to find node with node-name='" + name + "'");
         if (it->second->users) return Status::Error(EBUSY, "Node '" + name + "' is busy: it is used by an export");
@@ -90,13 +90,13 @@ Status BlockNodes::Remove(const std::string& name) {
 }
 
 BlockNode* BlockNodes::Find(const std::string& name) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     auto it = nodes_.find(name);
     return it == nodes_.end() ? nullptr : it->second.get();
 }
 
 Json BlockNodes::Query() const {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     Json arr = Json::MakeArray();
     for (const auto& [name, n] : nodes_) {
         Json j = Json::MakeObject();
@@ -114,7 +114,7 @@ Json BlockNodes::Query() const {
 Status BlockNodes::CloseAll() {
     std::map<std::string, std::unique_ptr<BlockNode>> nodes;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         nodes.swap(nodes_);
     }
     Status first;

@@ -3,11 +3,11 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "block/block-backend.h"
 #include "util/json.h"
+#include "util/mutex.h"
 #include "util/options.h"
 
 namespace qzns::daemon {
@@ -35,8 +35,8 @@ public:
     Status CloseAll();
 
 private:
-    mutable std::mutex mu_;
-    std::map<std::string, std::unique_ptr<BlockNode>> nodes_;
+    mutable util::Mutex mu_;
+    std::map<std::string, std::unique_ptr<BlockNode>> nodes_ GUARDED_BY(mu_);
 };
 
 }  // namespace qzns::daemon

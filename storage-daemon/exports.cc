@@ -64,7 +64,7 @@ Status Exports::Add(OptionSet o) {
     }
     if (!o.Has("id")) return Status::Error(EINVAL, "--export: id is required");
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         auto id = o.Take("id");
         for (auto& e : exports_)
             if (e->id() == *id) return Status::Error(EEXIST, "an export with id '" + *id + "' already exists");
@@ -75,7 +75,7 @@ Status Exports::Add(OptionSet o) {
         }();
     }
     QZNS_ASSIGN(auto exp, it->second(std::move(o), ctx_));
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     exports_.push_back(std::move(exp));
     return Status::Ok();
 }
@@ -83,7 +83,7 @@ Status Exports::Add(OptionSet o) {
 Status Exports::Remove(const std::string& id) {
     std::unique_ptr<Export> e;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         for (auto it = exports_.begin(); it != exports_.end(); ++it) {
             if ((*it)->id() == id) {
                 e = std::move(*it);
@@ -97,21 +97,21 @@ Status Exports::Remove(const std::string& id) {
 }
 
 Json Exports::Query() const {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     Json arr = Json::MakeArray();
     for (const auto& e : exports_) arr.Push(e->Describe());
     return arr;
 }
 
 Export* Exports::Find(const std::string& id) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     for (auto& e : exports_)
         if (e->id() == id) return e.get();
     return nullptr;
 }
 
 std::vector<Export*> Exports::All() {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     std::vector<Export*> v;
     for (auto& e : exports_) v.push_back(e.get());
     return v;
@@ -120,7 +120,7 @@ std::vector<Export*> Exports::All() {
 Status Exports::StopAll() {
     std::vector<std::unique_ptr<Export>> all;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         all.swap(exports_);
     }
     Status first;

@@ -5,12 +5,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "storage-daemon/block-nodes.h"
 #include "util/json.h"
+#include "util/mutex.h"
 #include "util/options.h"
 
 namespace qzns::daemon {
@@ -53,8 +53,8 @@ public:
 private:
     ExportContext ctx_;
     std::map<std::string, ExportFactory> factories_;
-    mutable std::mutex mu_;
-    std::vector<std::unique_ptr<Export>> exports_;
+    mutable util::Mutex mu_;
+    std::vector<std::unique_ptr<Export>> exports_ GUARDED_BY(mu_);
 };
 
 }  // namespace qzns::daemon

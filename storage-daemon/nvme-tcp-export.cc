@@ -10,6 +10,7 @@
 #include "hw/nvme/discovery.h"
 #include "hw/nvme/subsystem.h"
 #include "nvmf/tcp/server.h"
+#include "util/mutex.h"
 
 namespace qzns::daemon {
 namespace {
@@ -19,10 +20,10 @@ namespace {
 // listener that serves only the discovery subsystem. The discovery log lists one record per
 // (subsystem, listener) of the current exports.
 struct TcpState {
-    std::mutex mu;
-    std::unique_ptr<nvme::NvmeTarget> target;
-    std::unique_ptr<nvme::DiscoveryTarget> discovery;
-    std::unique_ptr<nvme::PortTarget> port_target;
+    util::Mutex mu;
+    std::unique_ptr<nvme::NvmeTarget> target GUARDED_BY(mu);
+    std::unique_ptr<nvme::DiscoveryTarget> discovery GUARDED_BY(mu);
+    std::unique_ptr<nvme::PortTarget> port_target GUARDED_BY(mu);
     struct Listener {
         std::unique_ptr<nvmf::tcp::TcpServer> server;
         int users = 0;
@@ -30,14 +31,14 @@ struct TcpState {
         uint16_t portid = 0;
         std::string traddr;  // numeric address the server bound
     };
-    std::map<std::string, Listener> listeners;  // "addr|port"
-    std::map<std::string, int> subsystem_users;  // nqn -> exports
-    std::map<std::string, std::vector<std::string>> subsystem_hosts;  // nqn -> allow-host list
+    std::map<std::string, Listener> listeners GUARDED_BY(mu);  // "addr|port"
+    std::map<std::string, int> subsystem_users GUARDED_BY(mu);  // nqn -> exports
+    std::map<std::string, std::vector<std::string>> subsystem_hosts GUARDED_BY(mu);  // nqn -> allow-host list
     struct Served {
         std::string nqn, listener;  // listener key
     };
-    std::map<const void*, Served> served;  // export -> what it serves
-    uint16_t next_portid = 1;
+    std::map<const void*, Served> served GUARDED_BY(mu);  // export -> what it serves
+    uint16_t next_portid GUARDED_BY(mu) = 1;
 };
 
 TcpState& State() {
@@ -54,8 +55,8 @@ std::string NumericAddress(const std::string& address) {
     return a;
 }
 
-// Rebuilds the discovery log from the exports (mu held).
-void UpdateDiscoveryLocked(TcpState& s) {
+// Rebuilds the discovery log from the exports.
+void UpdateDiscoveryLocked(TcpState& s) REQUIRES(s.mu) {
     std::vector<nvme::DiscoveryRecord> recs;
     std::set<std::pair<std::string, std::string>> seen;
     for (const auto& [exp, sv] : s.served) {
@@ -76,9 +77,9 @@ void UpdateDiscoveryLocked(TcpState& s) {
     s.discovery->SetRecords(std::move(recs));
 }
 
-// Finds or starts the listener `key` (mu held); counts one more user.
+// Finds or starts the listener `key`; counts one more user.
 Status AcquireListenerLocked(TcpState& s, const std::string& addr, uint64_t port, bool discovery_only,
-                             const char* what) {
+                             const char* what) REQUIRES(s.mu) {
     std::string key = ListenerKey(addr, port);
     auto it = s.listeners.find(key);
     if (it != s.listeners.end()) {
@@ -109,7 +110,7 @@ Status AcquireListenerLocked(TcpState& s, const std::string& addr, uint64_t port
 }
 
 // Counts one user less; returns the server to stop (outside mu) when it was the last.
-std::unique_ptr<nvmf::tcp::TcpServer> ReleaseListenerLocked(TcpState& s, const std::string& key) {
+std::unique_ptr<nvmf::tcp::TcpServer> ReleaseListenerLocked(TcpState& s, const std::string& key) REQUIRES(s.mu) {
     auto it = s.listeners.find(key);
     if (it == s.listeners.end() || --it->second.users > 0) return nullptr;
     auto server = std::move(it->second.server);
@@ -153,7 +154,7 @@ public:
         std::vector<std::unique_ptr<nvmf::tcp::TcpServer>> servers;
         Status st;
         {
-            std::lock_guard<std::mutex> lk(s.mu);
+            util::MutexLock lk(s.mu);
             s.served.erase(this);
             servers.push_back(ReleaseListenerLocked(s, ListenerKey(addr_, port_)));
             if (discovery_port_) servers.push_back(ReleaseListenerLocked(s, ListenerKey(addr_, discovery_port_)));
@@ -215,7 +216,7 @@ Result<std::unique_ptr<Export>> CreateNvmeTcpExport(OptionSet o, ExportContext& 
     if (!bn) return Status::Error(ENOENT, "--export: no block node named '" + *node_name + "'");
 
     TcpState& s = State();
-    std::lock_guard<std::mutex> lk(s.mu);
+    util::MutexLock lk(s.mu);
     if (!s.target) {
         s.target = std::make_unique<nvme::NvmeTarget>();
         s.discovery = std::make_unique<nvme::DiscoveryTarget>();
@@ -235,7 +236,7 @@ Result<std::unique_ptr<Export>> CreateNvmeTcpExport(OptionSet o, ExportContext& 
     // Listeners first: a port that cannot be used must not leave a namespace behind in a shared
     // subsystem (namespaces are not removable).
     QZNS_TRY(AcquireListenerLocked(s, addr, port, false, "--export type=nvme-tcp"));
-    auto release = [&] {
+    auto release = [&]() REQUIRES(s.mu) {
         std::vector<std::unique_ptr<nvmf::tcp::TcpServer>> servers;
         servers.push_back(ReleaseListenerLocked(s, ListenerKey(addr, port)));
         if (disc_port) servers.push_back(ReleaseListenerLocked(s, ListenerKey(addr, disc_port)));
@@ -280,7 +281,7 @@ Result<std::unique_ptr<Export>> CreateNvmeTcpExport(OptionSet o, ExportContext& 
 
 Json QueryNvmeControllers() {
     TcpState& s = State();
-    std::lock_guard<std::mutex> lk(s.mu);
+    util::MutexLock lk(s.mu);
     Json arr = Json::MakeArray();
     if (!s.target) return arr;
     for (const auto& [nqn, users] : s.subsystem_users) {

@@ -8,6 +8,7 @@
 #include "hw/vfio-user/nvme-pci.h"
 #include "hw/vfio-user/server.h"
 #include "util/crc32c.h"
+#include "util/mutex.h"
 
 namespace qzns::daemon {
 namespace {
@@ -21,6 +22,8 @@ struct Endpoint {
     std::unique_ptr<vfu::NvmePciDevice> device;
     std::unique_ptr<vfu::VfioUserServer> server;
     std::thread thread;
+    // users and nodes change under VfioUserState::mu while the endpoint is in its map (there
+    // is no Endpoint-side name for that mutex to put in GUARDED_BY).
     int users = 0;
     // Nodes stay busy until the endpoint stops: their namespaces cannot leave a controller
     // a guest may still be using.
@@ -29,8 +32,8 @@ struct Endpoint {
 };
 
 struct VfioUserState {
-    std::mutex mu;
-    std::map<std::string, std::shared_ptr<Endpoint>> endpoints;  // by socket path
+    util::Mutex mu;
+    std::map<std::string, std::shared_ptr<Endpoint>> endpoints GUARDED_BY(mu);  // by socket path
 };
 
 VfioUserState& State() {
@@ -125,7 +128,7 @@ public:
         stopped_ = true;
         VfioUserState& s = State();
         {
-            std::lock_guard<std::mutex> lk(s.mu);
+            util::MutexLock lk(s.mu);
             if (--ep_->users > 0) return Status::Ok();  // the socket's last export stops it
             s.endpoints.erase(ep_->socket);
         }
@@ -162,7 +165,7 @@ Result<std::unique_ptr<Export>> CreateVfioUserExport(OptionSet o, ExportContext&
     if (!bn) return Status::Error(ENOENT, "--export: no block node named '" + *node_name + "'");
 
     VfioUserState& s = State();
-    std::lock_guard<std::mutex> lk(s.mu);
+    util::MutexLock lk(s.mu);
     std::shared_ptr<Endpoint> ep;
     bool fresh = false;
     if (auto it = s.endpoints.find(*socket); it != s.endpoints.end()) {

@@ -9,7 +9,7 @@ namespace qzns::nvme {
 
 void Controller::AsyncEventRequest(std::shared_ptr<Req> r) {
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         if (aers_.size() > kAerl) {
             r->status = sc::kAsyncEventRequestLimitExceeded | sc::kDnr;
         } else {
@@ -27,7 +27,7 @@ void Controller::AsyncEventRequest(std::shared_ptr<Req> r) {
 
 void Controller::PostEvent(uint8_t type, uint8_t info, uint8_t log_page) {
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         // One outstanding event per log page: more changes only extend the log.
         if (masked_log_pages_.count(log_page)) return;
         masked_log_pages_.insert(log_page);
@@ -39,7 +39,7 @@ void Controller::PostEvent(uint8_t type, uint8_t info, uint8_t log_page) {
 void Controller::DeliverEvents() {
     std::vector<std::shared_ptr<Req>> ready;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         while (!aers_.empty() && !events_.empty()) {
             PendingEvent e = events_.front();
             events_.pop_front();
@@ -55,7 +55,7 @@ void Controller::DeliverEvents() {
 void Controller::AbortPendingAers(uint16_t status) {
     std::deque<std::shared_ptr<Req>> aers;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         aers.swap(aers_);
     }
     for (auto& r : aers) {
@@ -65,7 +65,7 @@ void Controller::AbortPendingAers(uint16_t status) {
 }
 
 void Controller::ClearEventMask(uint8_t log_page) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     masked_log_pages_.erase(log_page);
     events_.erase(std::remove_if(events_.begin(), events_.end(),
                                  [&](const PendingEvent& e) { return e.log_page == log_page; }),
@@ -76,7 +76,7 @@ void Controller::OnZoneChanged(uint32_t nsid, uint64_t zslba) {
     if (torn_down_.load()) return;
     bool notify;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         ChangedZones& cz = changed_zones_[nsid];
         if (!cz.overflow && std::find(cz.zids.begin(), cz.zids.end(), zslba) == cz.zids.end()) {
             if (cz.zids.size() == 511) {

@@ -44,7 +44,7 @@ void Controller::GetFeatures(Req& r) {
     bool dflt = sel == 1 || sel == 2;
     Features fresh;
     fresh.nsqa = fresh.ncqa = static_cast<uint16_t>(cfg_.max_io_queues - 1);
-    std::unique_lock<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     const Features& v = dflt ? fresh : feat_;
     switch (f) {
     case fid::kArbitration: r.dw0 = v.arbitration; break;
@@ -61,9 +61,9 @@ void Controller::GetFeatures(Req& r) {
     case fid::kKeepAliveTimer: r.dw0 = kato_ms_.load(); break;
     case fid::kIoCommandSetProfile: r.dw0 = v.iocs_index; break;
     case fid::kTimestamp: {
-        lk.unlock();
+        lk.Unlock();
         if (!CheckData(r, sizeof(TimestampData))) return;
-        lk.lock();
+        lk.Lock();
         auto now = std::chrono::steady_clock::now();
         uint64_t ms;
         uint8_t origin = 0;
@@ -78,7 +78,7 @@ void Controller::GetFeatures(Req& r) {
         TimestampData t{};
         for (int i = 0; i < 6; i++) t.timestamp[i] = static_cast<uint8_t>(ms >> (8 * i));
         t.attr = static_cast<uint8_t>(origin << 1);
-        lk.unlock();
+        lk.Unlock();
         ReturnData(r, &t, sizeof(t), sizeof(t));
         break;
     }
@@ -97,13 +97,13 @@ void Controller::SetFeatures(Req& r) {
         TimestampData t = Load<TimestampData>(r.data.data());
         uint64_t ms = 0;
         for (int i = 0; i < 6; i++) ms |= uint64_t{t.timestamp[i]} << (8 * i);
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         feat_.timestamp_ms = ms;
         feat_.timestamp_set_at = std::chrono::steady_clock::now();
         feat_.timestamp_set = true;
         return;
     }
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     switch (f) {
     case fid::kArbitration: feat_.arbitration = cdw11 & 0xffffff07u; break;
     case fid::kPowerManagement:

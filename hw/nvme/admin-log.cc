@@ -40,7 +40,7 @@ void FillEffects(CommandsEffectsLog* log, uint8_t csi) {
 void Controller::RecordError(const Req& r) {
     // Fabrics-level and aborted commands are not media or command errors worth a log entry.
     if (StatusNoDnr(r.status) == sc::kAbortSqDeleted) return;
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     ErrorRecord e{++error_count_, r.qid, r.cmd.cid.get(), r.status, r.err_lba, r.cmd.nsid.get()};
     errors_.push_front(e);
     if (errors_.size() > kElpe + 1) errors_.pop_back();
@@ -66,7 +66,7 @@ void Controller::GetLogPage(Req& r) {
     };
     switch (lid) {
     case lid::kErrorInfo: {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         page.assign((kElpe + 1) * sizeof(ErrorLogEntry), 0);
         size_t i = 0;
         for (const ErrorRecord& e : errors_) {
@@ -94,7 +94,7 @@ void Controller::GetLogPage(Req& r) {
         Put128(s.host_writes, host_writes_.load());
         Put128(s.power_cycles, 1);
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             Put128(s.num_err_log_entries, error_count_);
         }
         s.temp_sensor[0].set(313);
@@ -126,7 +126,7 @@ void Controller::GetLogPage(Req& r) {
         if (!ns || !ns->zoned()) { r.status = sc::kInvalidField | sc::kDnr; return; }
         ChangedZoneList l{};
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             auto it = changed_zones_.find(nsid);
             if (it != changed_zones_.end()) {
                 if (it->second.overflow) {

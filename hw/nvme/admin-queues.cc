@@ -12,7 +12,7 @@ void Controller::CreateIoCq(Req& r) {
     uint32_t qsize = Bits(cdw10, 31, 16);
     bool pc = Bit(cdw11, 0), ien = Bit(cdw11, 1);
     uint16_t iv = static_cast<uint16_t>(Bits(cdw11, 31, 16));
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     if (qid == 0 || qid > uint32_t{feat_.ncqa} + 1 || pci_cqs_.count(qid)) {
         r.status = sc::kInvalidQueueIdentifier | sc::kDnr;
         return;
@@ -35,7 +35,7 @@ void Controller::CreateIoSq(Req& r) {
     bool pc = Bit(cdw11, 0);
     uint8_t qprio = static_cast<uint8_t>(Bits(cdw11, 2, 1));
     uint16_t cqid = static_cast<uint16_t>(Bits(cdw11, 31, 16));
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     if (qid == 0 || qid > uint32_t{feat_.nsqa} + 1 || pci_sqs_.count(qid)) {
         r.status = sc::kInvalidQueueIdentifier | sc::kDnr;
         return;
@@ -53,7 +53,7 @@ void Controller::CreateIoSq(Req& r) {
 
 void Controller::DeleteIoSq(Req& r) {
     uint16_t qid = static_cast<uint16_t>(Bits(r.cmd.cdw10.get(), 15, 0));
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     if (qid == 0 || !pci_sqs_.count(qid)) { r.status = sc::kInvalidQueueIdentifier | sc::kDnr; return; }
     if (hooks_) hooks_->DeleteIoSq(qid);
     pci_sqs_.erase(qid);
@@ -61,7 +61,7 @@ void Controller::DeleteIoSq(Req& r) {
 
 void Controller::DeleteIoCq(Req& r) {
     uint16_t qid = static_cast<uint16_t>(Bits(r.cmd.cdw10.get(), 15, 0));
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     if (qid == 0 || !pci_cqs_.count(qid)) { r.status = sc::kInvalidQueueIdentifier | sc::kDnr; return; }
     for (auto& [sq, cq] : pci_sqs_)
         if (cq == qid) { r.status = sc::kInvalidQueueDeletion | sc::kDnr; return; }
@@ -78,7 +78,7 @@ void Controller::Abort(Req& r) {
     // A pending Asynchronous Event Request can be aborted.
     std::shared_ptr<Req> victim;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         for (auto it = aers_.begin(); it != aers_.end(); ++it) {
             if ((*it)->cmd.cid.get() == cid) {
                 victim = *it;

@@ -33,7 +33,7 @@ Controller::~Controller() = default;
 // Registers
 
 uint32_t Controller::cc() const {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     return cc_;
 }
 
@@ -41,7 +41,7 @@ uint64_t Controller::ReadRegister(uint32_t offset, unsigned size) {
     uint64_t cap = uint64_t{cfg_.mqes} | (uint64_t{1} << kCapCqrShift) | (uint64_t{kTimeoutUnits} << kCapToShift) |
                    (uint64_t{0} << kCapDstrdShift) | kCapCssNvm | kCapCssIoSets |
                    (uint64_t{0} << kCapMpsminShift) | (uint64_t{kMpsMax} << kCapMpsmaxShift);
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     uint64_t v = 0;
     switch (offset) {
     case reg::kCap: v = cap; break;
@@ -66,7 +66,7 @@ bool Controller::WriteRegister(uint32_t offset, unsigned size, uint64_t value) {
         OnCcWrite(static_cast<uint32_t>(value));
         return true;
     }
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     bool enabled = CcEn(cc_);
     switch (offset) {
     case reg::kIntms:
@@ -104,7 +104,7 @@ bool Controller::WriteRegister(uint32_t offset, unsigned size, uint64_t value) {
 void Controller::OnCcWrite(uint32_t value) {
     uint32_t old;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         old = cc_;
         if (CcEn(old) && CcEn(value)) {
             // While enabled only SHN may change (CSS/MPS/AMS/queue entry sizes are fixed).
@@ -135,7 +135,7 @@ void Controller::Enable(uint32_t cc) {
     if ((CcIosqes(cc) && CcIosqes(cc) != 6) || (CcIocqes(cc) && CcIocqes(cc) != 4)) ok = false;
     if (cfg_.transport == TransportKind::kFabrics && (CcIosqes(cc) != 6 || CcIocqes(cc) != 4)) ok = false;
     if (ok && cfg_.transport == TransportKind::kPci) {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         uint32_t sqs = (aqa_ & 0xfff) + 1, cqs = ((aqa_ >> 16) & 0xfff) + 1;
         if (!hooks_ || sqs < 2 || cqs < 2 || !asq_ || !acq_ || !hooks_->EnableAdminQueues(asq_, acq_, sqs, cqs))
             ok = false;
@@ -152,7 +152,7 @@ void Controller::Reset() {
     std::vector<std::function<void()>> closes;
     PciQueueHooks* hooks;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         for (auto& [qid, close] : io_queues_)
             if (close) closes.push_back(close);
         io_queues_.clear();
@@ -185,34 +185,39 @@ void Controller::StartShutdown() {
 }
 
 void Controller::SetPciHooks(PciQueueHooks* hooks) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     hooks_ = hooks;
 }
 
 void Controller::SetHost(const std::string& hostnqn, const std::array<uint8_t, 16>& hostid, uint32_t kato_ms) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     hostnqn_ = hostnqn;
     hostid_ = hostid;
     kato_ms_ = kato_ms;
+}
+
+std::string Controller::hostnqn() const {
+    util::MutexLock lk(mu_);
+    return hostnqn_;
 }
 
 uint16_t Controller::AttachIoQueue(uint16_t qid, uint16_t sqsize, std::function<void()> close) {
     if (!(csts_.load() & kCstsRdy)) return sc::kCommandSequenceError | sc::kDnr;
     if (qid == 0 || qid > cfg_.max_io_queues) return sc::kConnectInvalidParameters | sc::kDnr;
     if (sqsize == 0 || sqsize > cfg_.mqes) return sc::kConnectInvalidParameters | sc::kDnr;
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     if (io_queues_.count(qid)) return sc::kCommandSequenceError | sc::kDnr;
     io_queues_[qid] = std::move(close);
     return sc::kSuccess;
 }
 
 void Controller::DetachIoQueue(uint16_t qid) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     io_queues_.erase(qid);
 }
 
 void Controller::SetAdminClose(std::function<void()> close) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     admin_close_ = std::move(close);
 }
 
@@ -220,7 +225,7 @@ void Controller::Teardown(const char* /*why*/) {
     if (torn_down_.exchange(true)) return;
     std::vector<std::function<void()>> closes;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         for (auto& [qid, close] : io_queues_)
             if (close) closes.push_back(close);
         io_queues_.clear();
@@ -261,7 +266,7 @@ bool Controller::NamespaceActive(const Namespace& ns) const {
     uint32_t css;
     uint16_t index;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         css = CcCss(cc_);
         index = feat_.iocs_index;
     }

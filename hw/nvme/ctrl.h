@@ -20,7 +20,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <span>
 #include <string>
@@ -30,6 +29,7 @@
 #include "hw/nvme/namespace.h"
 #include "hw/nvme/spec.h"
 #include "hw/nvme/status.h"
+#include "util/mutex.h"
 
 namespace qzns::nvme {
 
@@ -131,7 +131,8 @@ public:
 
     // ---- fabrics transports (used by the target in fabrics.cc) ----
     void SetHost(const std::string& hostnqn, const std::array<uint8_t, 16>& hostid, uint32_t kato_ms);
-    const std::string& hostnqn() const { return hostnqn_; }
+    // A copy: SetHost may run on the admin queue while another thread looks the controller up.
+    std::string hostnqn() const;
     // Binds an I/O queue (Connect QID > 0). `close` asks the transport to drop the connection.
     uint16_t AttachIoQueue(uint16_t qid, uint16_t sqsize, std::function<void()> close);
     void DetachIoQueue(uint16_t qid);
@@ -213,7 +214,7 @@ private:
     // admin-aer.cc
     void AsyncEventRequest(std::shared_ptr<Req> r);
     void PostEvent(uint8_t type, uint8_t info, uint8_t log_page);
-    void DeliverEvents();  // mu_ held by caller? no: takes it
+    void DeliverEvents() EXCLUDES(mu_);
     void AbortPendingAers(uint16_t status);
     void ClearEventMask(uint8_t log_page);
     // io.cc
@@ -236,11 +237,11 @@ private:
     // Registers.
     std::atomic<uint32_t> csts_{0};
     std::atomic<uint32_t> intms_{0};
-    mutable std::mutex mu_;  // guards everything below unless atomic
-    uint32_t cc_ = 0;
-    uint32_t aqa_ = 0;
-    uint64_t asq_ = 0, acq_ = 0;
-    PciQueueHooks* hooks_ = nullptr;
+    mutable util::Mutex mu_;  // guards everything below unless atomic
+    uint32_t cc_ GUARDED_BY(mu_) = 0;
+    uint32_t aqa_ GUARDED_BY(mu_) = 0;
+    uint64_t asq_ GUARDED_BY(mu_) = 0, acq_ GUARDED_BY(mu_) = 0;
+    PciQueueHooks* hooks_ GUARDED_BY(mu_) = nullptr;
 
     // Features (Get/Set Features).
     struct Features {
@@ -257,29 +258,29 @@ private:
         bool timestamp_set = false;
         uint16_t iocs_index = 0;       // I/O Command Set Profile
     };
-    Features feat_;
+    Features feat_ GUARDED_BY(mu_);
     std::atomic<bool> write_cache_{true};
 
     // Fabrics association.
-    std::string hostnqn_;
-    std::array<uint8_t, 16> hostid_{};
+    std::string hostnqn_ GUARDED_BY(mu_);
+    std::array<uint8_t, 16> hostid_ GUARDED_BY(mu_){};
     std::atomic<uint32_t> kato_ms_{0};
     std::atomic<int64_t> last_activity_ns_{0};
-    std::function<void()> admin_close_;
-    std::map<uint16_t, std::function<void()>> io_queues_;  // fabrics: qid -> close
+    std::function<void()> admin_close_ GUARDED_BY(mu_);
+    std::map<uint16_t, std::function<void()>> io_queues_ GUARDED_BY(mu_);  // fabrics: qid -> close
     std::atomic<bool> torn_down_{false};
 
     // PCI queues: sqid -> cqid, and the CQs that exist.
-    std::map<uint16_t, uint16_t> pci_sqs_;
-    std::set<uint16_t> pci_cqs_;
+    std::map<uint16_t, uint16_t> pci_sqs_ GUARDED_BY(mu_);
+    std::set<uint16_t> pci_cqs_ GUARDED_BY(mu_);
 
     // Asynchronous events.
     struct PendingEvent {
         uint8_t type, info, log_page;
     };
-    std::deque<std::shared_ptr<Req>> aers_;
-    std::deque<PendingEvent> events_;
-    std::set<uint8_t> masked_log_pages_;  // an event for this log page is outstanding
+    std::deque<std::shared_ptr<Req>> aers_ GUARDED_BY(mu_);
+    std::deque<PendingEvent> events_ GUARDED_BY(mu_);
+    std::set<uint8_t> masked_log_pages_ GUARDED_BY(mu_);  // an event for this log page is outstanding
 
     // Logs.
     struct ErrorRecord {
@@ -288,13 +289,13 @@ private:
         uint64_t lba;
         uint32_t nsid;
     };
-    std::deque<ErrorRecord> errors_;  // newest first
-    uint64_t error_count_ = 0;
+    std::deque<ErrorRecord> errors_ GUARDED_BY(mu_);  // newest first
+    uint64_t error_count_ GUARDED_BY(mu_) = 0;
     struct ChangedZones {
         std::vector<uint64_t> zids;
         bool overflow = false;
     };
-    std::map<uint32_t, ChangedZones> changed_zones_;  // nsid -> list
+    std::map<uint32_t, ChangedZones> changed_zones_ GUARDED_BY(mu_);  // nsid -> list
 
     // Statistics (SMART and stats()).
     std::atomic<uint64_t> units_read_{0}, units_written_{0};  // bytes; SMART converts

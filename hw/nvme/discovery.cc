@@ -5,14 +5,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
-#include <mutex>
 
 #include "hw/nvme/spec.h"
 #include "hw/nvme/status.h"
+#include "util/mutex.h"
 
 namespace qzns::nvme {
 
@@ -83,7 +82,7 @@ public:
     }
 
     uint64_t ReadProperty(uint32_t ofst) const {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         switch (ofst) {
         case reg::kCap:
             // CQR; CSS: NVM command set only, so the host writes CC.CSS = 0; MPSMIN/MPSMAX 0.
@@ -98,7 +97,7 @@ public:
     // Property Set CC. Returns the AERs a reset aborted (completed by the caller, unlocked).
     std::deque<std::pair<uint16_t, CompletionFn>> WriteCc(uint32_t value) {
         std::deque<std::pair<uint16_t, CompletionFn>> aborted;
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         uint32_t old = cc_;
         cc_ = value;
         if (CcEn(value) && !CcEn(old)) {
@@ -122,7 +121,7 @@ public:
     }
 
     bool ready() const {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         return (csts_ & kCstsRdy) && !torn_down_;
     }
 
@@ -131,7 +130,7 @@ public:
     bool AddAer(uint16_t cid, CompletionFn done) {
         std::pair<uint16_t, CompletionFn> deliver;
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             if (aers_.size() > kAerl) return false;
             if (!pending_) {
                 aers_.emplace_back(cid, std::move(done));
@@ -147,7 +146,7 @@ public:
     void PostLogChange() {
         std::pair<uint16_t, CompletionFn> deliver;
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             if (torn_down_ || !(aec_ & disc::kAecDiscoveryLogChange) || !(csts_ & kCstsRdy) || masked_) return;
             // One outstanding notice until the host reads the log page with RAE clear.
             masked_ = true;
@@ -162,23 +161,23 @@ public:
     }
 
     void ClearEventMask() {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         masked_ = pending_ = false;
     }
 
     void SetAec(uint32_t v) {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         aec_ = v & disc::kAecDiscoveryLogChange;
     }
     uint32_t aec() const {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         return aec_;
     }
     void SetKato(uint32_t ms) { kato_ms_.store(ms); }
     uint32_t kato() const { return kato_ms_.load(); }
 
     void SetClose(std::function<void()> close) {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         close_ = std::move(close);
     }
 
@@ -188,7 +187,7 @@ public:
         std::deque<std::pair<uint16_t, CompletionFn>> aers;
         std::function<void()> close;
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             if (torn_down_) return;
             torn_down_ = true;
             aers.swap(aers_);
@@ -199,7 +198,7 @@ public:
         if (close) close();
     }
     bool torn_down() const {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         return torn_down_;
     }
 
@@ -213,37 +212,37 @@ private:
     const std::string hostnqn_;
     std::atomic<uint32_t> kato_ms_;
     std::atomic<int64_t> last_activity_ns_{0};
-    mutable std::mutex mu_;
-    uint32_t cc_ = 0;
-    uint32_t csts_ = 0;
-    uint32_t aec_ = 0;
-    bool masked_ = false;   // a notice is outstanding
-    bool pending_ = false;  // ... and waits for an AER
-    bool torn_down_ = false;
-    std::deque<std::pair<uint16_t, CompletionFn>> aers_;
-    std::function<void()> close_;
+    mutable util::Mutex mu_;
+    uint32_t cc_ GUARDED_BY(mu_) = 0;
+    uint32_t csts_ GUARDED_BY(mu_) = 0;
+    uint32_t aec_ GUARDED_BY(mu_) = 0;
+    bool masked_ GUARDED_BY(mu_) = false;   // a notice is outstanding
+    bool pending_ GUARDED_BY(mu_) = false;  // ... and waits for an AER
+    bool torn_down_ GUARDED_BY(mu_) = false;
+    std::deque<std::pair<uint16_t, CompletionFn>> aers_ GUARDED_BY(mu_);
+    std::function<void()> close_ GUARDED_BY(mu_);
 };
 
 struct DiscoveryTarget::Core {
     DiscoveryOptions opts;
-    mutable std::mutex mu;
-    std::condition_variable cv;
-    bool stop = false;
-    std::vector<DiscoveryRecord> records;
-    uint64_t genctr = 0;
-    std::map<uint16_t, std::weak_ptr<DiscoveryController>> controllers;
-    uint16_t next_cntlid = 1;
+    mutable util::Mutex mu;  // with cv: wakes the keep-alive thread (new controller, stop)
+    util::CondVar cv;
+    bool stop GUARDED_BY(mu) = false;
+    std::vector<DiscoveryRecord> records GUARDED_BY(mu);
+    uint64_t genctr GUARDED_BY(mu) = 0;
+    std::map<uint16_t, std::weak_ptr<DiscoveryController>> controllers GUARDED_BY(mu);
+    uint16_t next_cntlid GUARDED_BY(mu) = 1;
 
     std::vector<std::shared_ptr<DiscoveryController>> Live() const {
         std::vector<std::shared_ptr<DiscoveryController>> out;
-        std::lock_guard<std::mutex> lk(mu);
+        util::MutexLock lk(mu);
         for (auto& [id, w] : controllers)
             if (auto c = w.lock()) out.push_back(std::move(c));
         return out;
     }
 
     std::vector<uint8_t> LogPage(const std::string& hostnqn) const {
-        std::lock_guard<std::mutex> lk(mu);
+        util::MutexLock lk(mu);
         std::vector<const DiscoveryRecord*> visible;
         for (const auto& r : records)
             if (Visible(r, hostnqn)) visible.push_back(&r);
@@ -284,7 +283,7 @@ public:
     void Submit(const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done) override;
     void Disconnect() override;
     void SetCloseRequest(std::function<void()> close) override {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         close_ = std::move(close);
         if (ctrl_) ctrl_->SetClose(close_);
     }
@@ -296,8 +295,9 @@ private:
     void GetLogPage(DiscoveryController& c, const Sqe& cmd, std::span<uint8_t> data, const CompletionFn& done);
     void Features(DiscoveryController& c, const Sqe& cmd, const CompletionFn& done);
 
-    CompletionFn WithSqhd(CompletionFn done) {
-        uint32_t size = sqsize_ + 1u;
+    // `sqsize` is sqsize_, read by the caller under mu_.
+    CompletionFn WithSqhd(CompletionFn done, uint16_t sqsize) {
+        uint32_t size = sqsize + 1u;
         uint16_t head = static_cast<uint16_t>(sqhd_.fetch_add(1) % size + 1);
         if (head == size) head = 0;
         return [done = std::move(done), head](const CqeBytes& cqe, uint32_t n) {
@@ -309,10 +309,10 @@ private:
     }
 
     std::shared_ptr<DiscoveryTarget::Core> core_;
-    std::mutex mu_;
-    std::function<void()> close_;
-    std::shared_ptr<DiscoveryController> ctrl_;
-    uint16_t sqsize_ = 0;
+    util::Mutex mu_;  // the transport's close request and the controller Connect made
+    std::function<void()> close_ GUARDED_BY(mu_);
+    std::shared_ptr<DiscoveryController> ctrl_ GUARDED_BY(mu_);
+    uint16_t sqsize_ GUARDED_BY(mu_) = 0;
     std::atomic<uint32_t> sqhd_{0};
 };
 
@@ -320,9 +320,11 @@ void DiscoveryQueue::Submit(const SqeBytes& sqe, std::span<uint8_t> data, Comple
     Sqe cmd = Load<Sqe>(sqe.b);
     const uint16_t cid = cmd.cid.get();
     std::shared_ptr<DiscoveryController> ctrl;
+    uint16_t sqsize;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         ctrl = ctrl_;
+        sqsize = sqsize_;
     }
     if (cmd.opcode == opc::kFabrics) {
         uint8_t fct = sqe.b[4];
@@ -332,14 +334,14 @@ void DiscoveryQueue::Submit(const SqeBytes& sqe, std::span<uint8_t> data, Comple
         }
         if (!ctrl || ctrl->torn_down()) return done(MakeCqe(cid, sc::kCommandSequenceError | sc::kDnr), 0);
         ctrl->Touch();
-        if (fct == fctype::kPropertyGet || fct == fctype::kPropertySet) return Property(*ctrl, sqe, WithSqhd(done));
+        if (fct == fctype::kPropertyGet || fct == fctype::kPropertySet) return Property(*ctrl, sqe, WithSqhd(done, sqsize));
         // Disconnect names an I/O queue, and a discovery controller has none.
-        return WithSqhd(done)(MakeCqe(cid, (fct == fctype::kDisconnect ? sc::kInvalidField : sc::kInvalidOpcode) |
+        return WithSqhd(done, sqsize)(MakeCqe(cid, (fct == fctype::kDisconnect ? sc::kInvalidField : sc::kInvalidOpcode) |
                                                sc::kDnr), 0);
     }
     if (!ctrl || !ctrl->ready()) return done(MakeCqe(cid, sc::kCommandSequenceError | sc::kDnr), 0);
     ctrl->Touch();
-    CompletionFn d = WithSqhd(std::move(done));
+    CompletionFn d = WithSqhd(std::move(done), sqsize);
     switch (cmd.opcode) {
     case opc::kIdentify: return Identify(*ctrl, cmd, data, d);
     case opc::kGetLogPage: return GetLogPage(*ctrl, cmd, data, d);
@@ -374,7 +376,7 @@ void DiscoveryQueue::Connect(const SqeBytes& sqe, std::span<uint8_t> data, const
         return fail(sc::kConnectInvalidParameters | sc::kDnr, ConnectIpoSqe(offsetof(ConnectCmd, sqsize)));
     std::shared_ptr<DiscoveryController> ctrl;
     {
-        std::lock_guard<std::mutex> lk(core_->mu);
+        util::MutexLock lk(core_->mu);
         // CNTLIDs 1..FFEFh; skip ones still held by live controllers.
         for (int tries = 0; tries < 0xffef && !ctrl; tries++) {
             uint16_t id = core_->next_cntlid;
@@ -384,16 +386,16 @@ void DiscoveryQueue::Connect(const SqeBytes& sqe, std::span<uint8_t> data, const
             ctrl = std::make_shared<DiscoveryController>(id, hostnqn, cmd.kato.get());
             core_->controllers[id] = ctrl;
         }
-        core_->cv.notify_all();  // the keep-alive thread picks up the new deadline
+        core_->cv.NotifyAll();  // the keep-alive thread picks up the new deadline
     }
     if (!ctrl) return fail(sc::kConnectControllerBusy);
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         ctrl_ = ctrl;
         sqsize_ = sqsize;
         ctrl->SetClose(close_);
     }
-    WithSqhd(done)(MakeCqe(cid, sc::kSuccess, ctrl->cntlid()), 0);
+    WithSqhd(done, sqsize)(MakeCqe(cid, sc::kSuccess, ctrl->cntlid()), 0);
 }
 
 void DiscoveryQueue::Property(DiscoveryController& c, const SqeBytes& sqe, const CompletionFn& done) {
@@ -487,13 +489,13 @@ void DiscoveryQueue::Features(DiscoveryController& c, const Sqe& cmd, const Comp
 void DiscoveryQueue::Disconnect() {
     std::shared_ptr<DiscoveryController> ctrl;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         ctrl = std::move(ctrl_);
         ctrl_ = nullptr;
     }
     if (!ctrl) return;
     ctrl->Teardown(false);
-    std::lock_guard<std::mutex> lk(core_->mu);
+    util::MutexLock lk(core_->mu);
     auto it = core_->controllers.find(ctrl->cntlid());
     if (it != core_->controllers.end() && it->second.lock() == ctrl) core_->controllers.erase(it);
 }
@@ -547,16 +549,16 @@ DiscoveryTarget::DiscoveryTarget(DiscoveryOptions opts) : core_(std::make_shared
 
 DiscoveryTarget::~DiscoveryTarget() {
     {
-        std::lock_guard<std::mutex> lk(core_->mu);
+        util::MutexLock lk(core_->mu);
         core_->stop = true;
     }
-    core_->cv.notify_all();
+    core_->cv.NotifyAll();
     ka_thread_.join();
 }
 
 void DiscoveryTarget::SetRecords(std::vector<DiscoveryRecord> records) {
     {
-        std::lock_guard<std::mutex> lk(core_->mu);
+        util::MutexLock lk(core_->mu);
         if (SameRecords(core_->records, records)) return;
         core_->records = std::move(records);
         core_->genctr++;
@@ -565,7 +567,7 @@ void DiscoveryTarget::SetRecords(std::vector<DiscoveryRecord> records) {
 }
 
 uint64_t DiscoveryTarget::genctr() const {
-    std::lock_guard<std::mutex> lk(core_->mu);
+    util::MutexLock lk(core_->mu);
     return core_->genctr;
 }
 
@@ -582,13 +584,13 @@ void DiscoveryTarget::CheckKeepAlive() {
     for (auto& c : core_->Live()) {
         if (c->torn_down() || now < c->KeepAliveDeadline(core_->opts.kato_grace_ms)) continue;
         c->Teardown(true);
-        std::lock_guard<std::mutex> lk(core_->mu);
+        util::MutexLock lk(core_->mu);
         core_->controllers.erase(c->cntlid());
     }
 }
 
 void DiscoveryTarget::KeepAliveLoop() {
-    std::unique_lock<std::mutex> lk(core_->mu);
+    util::MutexLock lk(core_->mu);
     while (!core_->stop) {
         // Sleep until the earliest keep-alive deadline (at most a second, so Set Features KATO
         // changes are picked up); no wake-ups at all while no controller exists.
@@ -598,13 +600,13 @@ void DiscoveryTarget::KeepAliveLoop() {
         for (auto& [id, w] : core_->controllers)
             if (auto c = w.lock()) next = std::min(next, c->KeepAliveDeadline(core_->opts.kato_grace_ms));
         if (next == std::chrono::steady_clock::time_point::max())
-            core_->cv.wait(lk);
+            core_->cv.Wait(core_->mu);
         else
-            core_->cv.wait_until(lk, next);
+            core_->cv.WaitUntil(core_->mu, next);
         if (core_->stop) break;
-        lk.unlock();
+        lk.Unlock();
         CheckKeepAlive();
-        lk.lock();
+        lk.Lock();
     }
 }
 

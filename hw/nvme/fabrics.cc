@@ -3,18 +3,18 @@
 // Get/Set reach the controller's registers; Disconnect ends an I/O queue. A thread tears down
 // controllers whose keep-alive timer expired.
 #include <algorithm>
-#include <condition_variable>
 #include <cstring>
 
 #include "hw/nvme/subsystem.h"
+#include "util/mutex.h"
 
 namespace qzns::nvme {
 
 struct NvmeTarget::Core {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool stop = false;
-    std::map<std::string, std::shared_ptr<Subsystem>> subsystems;
+    util::Mutex mu;  // with cv: wakes the keep-alive thread (new subsystem, stop)
+    util::CondVar cv;
+    bool stop GUARDED_BY(mu) = false;
+    std::map<std::string, std::shared_ptr<Subsystem>> subsystems GUARDED_BY(mu);
 };
 
 namespace {
@@ -41,7 +41,7 @@ public:
     void Submit(const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done) override;
     void Disconnect() override;
     void SetCloseRequest(std::function<void()> close) override {
-        std::lock_guard<std::mutex> lk(state_->mu);
+        util::MutexLock lk(state_->mu);
         state_->close = std::move(close);
     }
 
@@ -49,9 +49,9 @@ private:
     // What the controller's close request reaches; outlives this object if the controller
     // still holds the callback.
     struct Shared {
-        std::mutex mu;
-        std::function<void()> close;
-        bool closed = false;
+        util::Mutex mu;
+        std::function<void()> close GUARDED_BY(mu);
+        bool closed GUARDED_BY(mu) = false;
     };
     void Connect(const SqeBytes& sqe, std::span<uint8_t> data, const CompletionFn& done);
     void Property(const FabricsCmd& cmd, const SqeBytes& sqe, const CompletionFn& done);
@@ -62,7 +62,7 @@ private:
             if (!s) return;
             std::function<void()> c;
             {
-                std::lock_guard<std::mutex> lk(s->mu);
+                util::MutexLock lk(s->mu);
                 if (s->closed) return;
                 s->closed = true;
                 c = s->close;
@@ -70,10 +70,11 @@ private:
             if (c) c();
         };
     }
-    CompletionFn WithSqhd(CompletionFn done) {
+    // `sqsize` is sqsize_, read by the caller under mu_.
+    CompletionFn WithSqhd(CompletionFn done, uint16_t sqsize) {
         // SQ head pointer: one step per command, wrapping at the queue size (the TCP host
         // ignores it, but it is what the field means).
-        uint32_t size = sqsize_ + 1u;
+        uint32_t size = sqsize + 1u;
         uint16_t head = static_cast<uint16_t>(sqhd_.fetch_add(1) % size + 1);
         if (head == size) head = 0;
         return [done = std::move(done), head](const CqeBytes& cqe, uint32_t n) {
@@ -87,13 +88,13 @@ private:
     std::shared_ptr<NvmeTarget::Core> core_;
     std::string peer_;
     std::shared_ptr<Shared> state_;
-    std::mutex mu_;
-    std::shared_ptr<Subsystem> subsys_;
-    std::shared_ptr<Controller> ctrl_;
-    uint16_t qid_ = 0;
-    uint16_t sqsize_ = 0;
+    util::Mutex mu_;  // the binding made by Connect
+    std::shared_ptr<Subsystem> subsys_ GUARDED_BY(mu_);
+    std::shared_ptr<Controller> ctrl_ GUARDED_BY(mu_);
+    uint16_t qid_ GUARDED_BY(mu_) = 0;
+    uint16_t sqsize_ GUARDED_BY(mu_) = 0;
     std::atomic<uint32_t> sqhd_{0};
-    bool connected_ = false;
+    bool connected_ GUARDED_BY(mu_) = false;
 };
 
 void FabricsQueueImpl::Submit(const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done) {
@@ -101,12 +102,13 @@ void FabricsQueueImpl::Submit(const SqeBytes& sqe, std::span<uint8_t> data, Comp
     uint16_t cid = cmd.cid.get();
     std::shared_ptr<Controller> ctrl;
     bool connected;
-    uint16_t qid;
+    uint16_t qid, sqsize;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         ctrl = ctrl_;
         connected = connected_;
         qid = qid_;
+        sqsize = sqsize_;
     }
     if (cmd.opcode == opc::kFabrics) {
         switch (cmd.fctype) {
@@ -125,7 +127,7 @@ void FabricsQueueImpl::Submit(const SqeBytes& sqe, std::span<uint8_t> data, Comp
                 return;
             }
             ctrl->Touch();  // fabrics commands count as host activity for keep-alive
-            Property(cmd, sqe, WithSqhd(done));
+            Property(cmd, sqe, WithSqhd(done, sqsize));
             return;
         case fctype::kDisconnect:
             if (!connected) break;
@@ -134,7 +136,7 @@ void FabricsQueueImpl::Submit(const SqeBytes& sqe, std::span<uint8_t> data, Comp
                 done(MakeCqe(cid, sc::kInvalidField | sc::kDnr), 0);
                 return;
             }
-            WithSqhd(done)(MakeCqe(cid, sc::kSuccess), 0);
+            WithSqhd(done, sqsize)(MakeCqe(cid, sc::kSuccess), 0);
             Disconnect();
             return;
         default:
@@ -149,7 +151,7 @@ void FabricsQueueImpl::Submit(const SqeBytes& sqe, std::span<uint8_t> data, Comp
         done(MakeCqe(cid, sc::kCommandSequenceError | sc::kDnr), 0);
         return;
     }
-    ctrl->Submit(qid, sqe, data, WithSqhd(std::move(done)));
+    ctrl->Submit(qid, sqe, data, WithSqhd(std::move(done), sqsize));
 }
 
 void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, const CompletionFn& done) {
@@ -163,7 +165,7 @@ void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, con
     std::string hostnqn = NqnField(cd.hostnqn, sizeof(cd.hostnqn));
     std::shared_ptr<Subsystem> subsys;
     {
-        std::lock_guard<std::mutex> lk(core_->mu);
+        util::MutexLock lk(core_->mu);
         auto it = core_->subsystems.find(subnqn);
         if (it != core_->subsystems.end()) subsys = it->second;
     }
@@ -201,7 +203,7 @@ void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, con
         }
     }
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         subsys_ = subsys;
         ctrl_ = ctrl;
         qid_ = qid;
@@ -209,7 +211,7 @@ void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, con
         connected_ = true;
     }
     // DW0: CNTLID in bits 15:0; AUTHREQ (bits 17:16) stays 0: no in-band authentication.
-    WithSqhd(done)(MakeCqe(cid, sc::kSuccess, ctrl->cntlid()), 0);
+    WithSqhd(done, sqsize)(MakeCqe(cid, sc::kSuccess, ctrl->cntlid()), 0);
 }
 
 void FabricsQueueImpl::Property(const FabricsCmd& cmd, const SqeBytes& sqe, const CompletionFn& done) {
@@ -219,7 +221,7 @@ void FabricsQueueImpl::Property(const FabricsCmd& cmd, const SqeBytes& sqe, cons
     uint32_t ofst = p.ofst.get();
     std::shared_ptr<Controller> ctrl;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         ctrl = ctrl_;
     }
     if (size == 0) return done(MakeCqe(cid, sc::kInvalidField | sc::kDnr), 0);
@@ -242,7 +244,7 @@ void FabricsQueueImpl::Disconnect() {
     std::shared_ptr<Subsystem> subsys;
     uint16_t qid;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         if (!connected_) return;
         connected_ = false;
         ctrl = std::move(ctrl_);
@@ -250,7 +252,7 @@ void FabricsQueueImpl::Disconnect() {
         qid = qid_;
     }
     {
-        std::lock_guard<std::mutex> lk(state_->mu);
+        util::MutexLock lk(state_->mu);
         state_->closed = true;  // the controller must not ask a gone connection to close
     }
     if (qid != 0) {
@@ -270,25 +272,25 @@ NvmeTarget::NvmeTarget() : core_(std::make_shared<Core>()) {
 
 NvmeTarget::~NvmeTarget() {
     {
-        std::lock_guard<std::mutex> lk(core_->mu);
+        util::MutexLock lk(core_->mu);
         core_->stop = true;
     }
-    core_->cv.notify_all();
+    core_->cv.NotifyAll();
     ka_thread_.join();
 }
 
 Status NvmeTarget::AddSubsystem(std::shared_ptr<Subsystem> subsys) {
-    std::lock_guard<std::mutex> lk(core_->mu);
+    util::MutexLock lk(core_->mu);
     if (core_->subsystems.count(subsys->nqn())) return Status::Error(EEXIST, "subsystem " + subsys->nqn() + " exists");
     core_->subsystems[subsys->nqn()] = std::move(subsys);
-    core_->cv.notify_all();
+    core_->cv.NotifyAll();
     return Status::Ok();
 }
 
 void NvmeTarget::RemoveSubsystem(const std::string& nqn) {
     std::shared_ptr<Subsystem> s;
     {
-        std::lock_guard<std::mutex> lk(core_->mu);
+        util::MutexLock lk(core_->mu);
         auto it = core_->subsystems.find(nqn);
         if (it == core_->subsystems.end()) return;
         s = std::move(it->second);
@@ -301,7 +303,7 @@ void NvmeTarget::RemoveSubsystem(const std::string& nqn) {
 }
 
 std::shared_ptr<Subsystem> NvmeTarget::FindSubsystem(const std::string& nqn) const {
-    std::lock_guard<std::mutex> lk(core_->mu);
+    util::MutexLock lk(core_->mu);
     auto it = core_->subsystems.find(nqn);
     return it == core_->subsystems.end() ? nullptr : it->second;
 }
@@ -313,7 +315,7 @@ std::unique_ptr<FabricsQueue> NvmeTarget::NewQueue(const std::string& peer) {
 void NvmeTarget::CheckKeepAlive() {
     std::vector<std::shared_ptr<Subsystem>> subs;
     {
-        std::lock_guard<std::mutex> lk(core_->mu);
+        util::MutexLock lk(core_->mu);
         for (auto& [nqn, s] : core_->subsystems) subs.push_back(s);
     }
     auto now = std::chrono::steady_clock::now();
@@ -327,7 +329,7 @@ void NvmeTarget::CheckKeepAlive() {
 }
 
 void NvmeTarget::KeepAliveLoop() {
-    std::unique_lock<std::mutex> lk(core_->mu);
+    util::MutexLock lk(core_->mu);
     while (!core_->stop) {
         // Sleep until the earliest keep-alive deadline (at most a second, so new controllers
         // are picked up); no wake-ups at all while no controller has a KATO.
@@ -336,11 +338,11 @@ void NvmeTarget::KeepAliveLoop() {
             for (auto& c : s->Controllers())
                 if (c->config().transport == TransportKind::kFabrics && !c->torn_down())
                     next = std::min(next, c->KeepAliveDeadline());
-        core_->cv.wait_until(lk, next);
+        core_->cv.WaitUntil(core_->mu, next);
         if (core_->stop) break;
-        lk.unlock();
+        lk.Unlock();
         CheckKeepAlive();
-        lk.lock();
+        lk.Lock();
     }
 }
 

@@ -174,7 +174,7 @@ void Namespace::FillDescriptors(uint8_t* buf) const {
 
 uint8_t Namespace::ExtraZoneAttrs(uint64_t zone_index, const ZoneInfo& zi) {
     if (!opts_.rrl_seconds && !opts_.frl_seconds) return 0;
-    std::lock_guard<std::mutex> lk(timer_mu_);
+    util::MutexLock lk(timer_mu_);
     auto it = timers_.find(zone_index);
     if (it == timers_.end() || it->second.state != zi.state) return 0;
     return it->second.attrs;
@@ -182,7 +182,7 @@ uint8_t Namespace::ExtraZoneAttrs(uint64_t zone_index, const ZoneInfo& zi) {
 
 void Namespace::ForgetZoneTimers(uint64_t zone_index, bool all) {
     if (!opts_.rrl_seconds && !opts_.frl_seconds) return;
-    std::lock_guard<std::mutex> lk(timer_mu_);
+    util::MutexLock lk(timer_mu_);
     if (all) timers_.clear();
     else timers_.erase(zone_index);
 }
@@ -192,7 +192,7 @@ std::vector<uint64_t> Namespace::ScanRecommendedLimits(std::chrono::steady_clock
     if (!zoned_ || (!opts_.rrl_seconds && !opts_.frl_seconds)) return changed;
     auto zones = be_->ReportZones(base_, nr_zones_);
     if (!zones.ok()) return changed;
-    std::lock_guard<std::mutex> lk(timer_mu_);
+    util::MutexLock lk(timer_mu_);
     for (size_t i = 0; i < zones->size(); i++) {
         const ZoneInfo& zi = (*zones)[i];
         ZoneTimer& t = timers_[i];

@@ -31,7 +31,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -39,6 +38,7 @@
 
 #include "block/block-backend.h"
 #include "hw/nvme/spec.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace qzns::nvme {
@@ -138,8 +138,8 @@ private:
         std::chrono::steady_clock::time_point since;
         uint8_t attrs = 0;  // RZR/FZR set by the model
     };
-    std::mutex timer_mu_;
-    std::unordered_map<uint64_t, ZoneTimer> timers_;
+    util::Mutex timer_mu_;
+    std::unordered_map<uint64_t, ZoneTimer> timers_ GUARDED_BY(timer_mu_);
 };
 
 }  // namespace qzns::nvme

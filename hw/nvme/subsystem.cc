@@ -22,15 +22,15 @@ Subsystem::Subsystem(SubsystemConfig cfg)
 
 Subsystem::~Subsystem() {
     {
-        std::lock_guard<std::mutex> lk(timer_->mu);
+        util::MutexLock lk(timer_->mu);
         timer_->stop = true;
     }
-    timer_->cv.notify_all();
+    timer_->cv.NotifyAll();
     if (timer_thread_.joinable()) {
         if (timer_thread_.get_id() == std::this_thread::get_id()) timer_thread_.detach();
         else timer_thread_.join();
     }
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     for (auto& [nsid, ns] : namespaces_) ns->backend().SetZoneChangedCallback(nullptr);
 }
 
@@ -44,7 +44,7 @@ Result<std::vector<uint32_t>> Subsystem::AddBackend(std::shared_ptr<BlockBackend
     std::vector<std::shared_ptr<Namespace>> made;
     bool timers = false;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         uint32_t nsid = opts.nsid ? opts.nsid : FreeNsidLocked(1);
         if (nsid == 0 || nsid > cfg_.max_nsid) return Status::Error(ENOSPC, "no free namespace ID");
         if (namespaces_.count(nsid)) return Status::Error(EEXIST, "namespace " + std::to_string(nsid) + " exists");
@@ -75,13 +75,13 @@ Result<std::vector<uint32_t>> Subsystem::AddBackend(std::shared_ptr<BlockBackend
             std::weak_ptr<Subsystem> weak = weak_from_this();
             std::shared_ptr<TimerState> ts = timer_;
             timer_thread_ = std::thread([weak, ts] {
-                std::unique_lock<std::mutex> lk(ts->mu);
+                util::MutexLock lk(ts->mu);
                 while (!ts->stop) {
-                    ts->cv.wait_for(lk, std::chrono::seconds(1));
+                    ts->cv.WaitFor(ts->mu, std::chrono::seconds(1));
                     if (ts->stop) break;
-                    lk.unlock();
+                    lk.Unlock();
                     if (auto s = weak.lock()) s->ScanRecommendedLimits();
-                    lk.lock();
+                    lk.Lock();
                 }
             });
         }
@@ -99,13 +99,13 @@ Result<std::vector<uint32_t>> Subsystem::AddBackend(std::shared_ptr<BlockBackend
 }
 
 std::shared_ptr<Namespace> Subsystem::GetNamespace(uint32_t nsid) const {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     auto it = namespaces_.find(nsid);
     return it == namespaces_.end() ? nullptr : it->second;
 }
 
 std::vector<std::shared_ptr<Namespace>> Subsystem::Namespaces() const {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     std::vector<std::shared_ptr<Namespace>> v;
     for (auto& [nsid, ns] : namespaces_) v.push_back(ns);
     return v;
@@ -154,7 +154,7 @@ bool Subsystem::HostAllowed(const std::string& hostnqn) const {
 }
 
 Result<std::shared_ptr<Controller>> Subsystem::CreateController(TransportKind transport) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     // Drop entries of controllers nobody holds any more.
     for (auto it = controllers_.begin(); it != controllers_.end();)
         it = it->second.expired() ? controllers_.erase(it) : std::next(it);
@@ -176,7 +176,7 @@ Result<std::shared_ptr<Controller>> Subsystem::CreatePciController(PciQueueHooks
 }
 
 std::shared_ptr<Controller> Subsystem::FindController(uint16_t cntlid) const {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     auto it = controllers_.find(cntlid);
     if (it == controllers_.end()) return nullptr;
     auto c = it->second.lock();
@@ -184,7 +184,7 @@ std::shared_ptr<Controller> Subsystem::FindController(uint16_t cntlid) const {
 }
 
 std::vector<std::shared_ptr<Controller>> Subsystem::Controllers() const {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     std::vector<std::shared_ptr<Controller>> v;
     for (auto& [id, w] : controllers_)
         if (auto c = w.lock()) v.push_back(c);
@@ -192,7 +192,7 @@ std::vector<std::shared_ptr<Controller>> Subsystem::Controllers() const {
 }
 
 void Subsystem::RemoveController(uint16_t cntlid) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     controllers_.erase(cntlid);
 }
 

@@ -3,10 +3,8 @@
 // transport creates its single controller with CreatePciController.
 #pragma once
 
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +13,7 @@
 #include "hw/nvme/fabrics-target.h"
 #include "hw/nvme/namespace.h"
 #include "hw/nvme/worker-pool.h"
+#include "util/mutex.h"
 
 namespace qzns::nvme {
 
@@ -73,22 +72,22 @@ private:
     explicit Subsystem(SubsystemConfig cfg);
     void OnBackendZoneChanged(BlockBackend* be, uint32_t zone);
     void NotifyZoneChanged(uint32_t nsid, uint64_t zslba);
-    uint32_t FreeNsidLocked(uint32_t from) const;
+    uint32_t FreeNsidLocked(uint32_t from) const REQUIRES(mu_);
 
     SubsystemConfig cfg_;
     std::shared_ptr<WorkerPool> pool_;
-    mutable std::mutex mu_;
-    std::map<uint32_t, std::shared_ptr<Namespace>> namespaces_;
-    std::map<uint16_t, std::weak_ptr<Controller>> controllers_;
-    uint16_t next_cntlid_ = 1;
+    mutable util::Mutex mu_;
+    std::map<uint32_t, std::shared_ptr<Namespace>> namespaces_ GUARDED_BY(mu_);
+    std::map<uint16_t, std::weak_ptr<Controller>> controllers_ GUARDED_BY(mu_);
+    uint16_t next_cntlid_ GUARDED_BY(mu_) = 1;
 
     struct TimerState {
-        std::mutex mu;
-        std::condition_variable cv;
-        bool stop = false;
+        util::Mutex mu;  // with cv: wakes the RRL/FRL timer thread to stop
+        util::CondVar cv;
+        bool stop GUARDED_BY(mu) = false;
     };
     std::shared_ptr<TimerState> timer_;
-    std::thread timer_thread_;
+    std::thread timer_thread_ GUARDED_BY(mu_);  // started by the first AddBackend needing it
 };
 
 // The FabricsTarget a fabrics transport talks to: routes each new queue to a subsystem by the

@@ -1,19 +1,19 @@
 #include "hw/nvme/worker-pool.h"
 
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "util/mutex.h"
 
 namespace qzns::nvme {
 
 struct WorkerPool::State {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<std::function<void()>> tasks;
-    bool stop = false;
-    std::vector<std::thread> threads;
+    util::Mutex mu;  // with cv: the task queue and the stop request
+    util::CondVar cv;
+    std::deque<std::function<void()>> tasks GUARDED_BY(mu);
+    bool stop GUARDED_BY(mu) = false;
+    std::vector<std::thread> threads;  // only the WorkerPool object's constructor and destructor
 };
 
 namespace {
@@ -22,8 +22,8 @@ void WorkerLoop(std::shared_ptr<WorkerPool::State> st) {
     for (;;) {
         std::function<void()> task;
         {
-            std::unique_lock<std::mutex> lk(st->mu);
-            st->cv.wait(lk, [&] { return st->stop || !st->tasks.empty(); });
+            util::MutexLock lk(st->mu);
+            while (!st->stop && st->tasks.empty()) st->cv.Wait(st->mu);
             if (st->tasks.empty()) return;  // stop requested and drained
             task = std::move(st->tasks.front());
             st->tasks.pop_front();
@@ -41,11 +41,11 @@ WorkerPool::WorkerPool(unsigned threads) : st_(std::make_shared<State>()), nthre
 WorkerPool::~WorkerPool() {
     std::vector<std::thread> threads;
     {
-        std::lock_guard<std::mutex> lk(st_->mu);
+        util::MutexLock lk(st_->mu);
         st_->stop = true;
         threads.swap(st_->threads);
     }
-    st_->cv.notify_all();
+    st_->cv.NotifyAll();
     for (std::thread& t : threads) {
         if (t.get_id() == std::this_thread::get_id()) t.detach();
         else t.join();
@@ -54,14 +54,14 @@ WorkerPool::~WorkerPool() {
 
 void WorkerPool::Post(std::function<void()> task) {
     {
-        std::lock_guard<std::mutex> lk(st_->mu);
+        util::MutexLock lk(st_->mu);
         st_->tasks.push_back(std::move(task));
     }
-    st_->cv.notify_one();
+    st_->cv.NotifyOne();
 }
 
 size_t WorkerPool::queued() const {
-    std::lock_guard<std::mutex> lk(st_->mu);
+    util::MutexLock lk(st_->mu);
     return st_->tasks.size();
 }
 

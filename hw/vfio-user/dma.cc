@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <iterator>
 #include <cstring>
-#include <mutex>
 #include <string>
 
 namespace qzns::vfu {
@@ -34,7 +33,7 @@ Status DmaMapTable::Map(uint64_t addr, uint64_t size, uint64_t offset, uint32_t 
         return Status::Error(EINVAL, what + ": unknown flags " + Hex(flags));
     if (!(flags & kDmaMapFlagRead)) return Status::Error(EINVAL, what + ": not readable");
     {
-        std::shared_lock lk(mu_);
+        util::ReaderLock lk(mu_);
         if (maps_.size() >= max_maps_) return Status::Error(ENOSPC, what + ": too many maps");
         auto it = maps_.upper_bound(addr);  // first range starting after addr
         if (it != maps_.end() && it->first < addr + size)
@@ -67,14 +66,14 @@ Status DmaMapTable::Map(uint64_t addr, uint64_t size, uint64_t offset, uint32_t 
         m.mmap_len = len;
         m.va = static_cast<uint8_t*>(p) + delta;
     }
-    std::unique_lock lk(mu_);
+    util::WriterLock lk(mu_);
     // Only the server thread maps, so the overlap check above still holds.
     maps_.emplace(addr, m);
     return Status::Ok();
 }
 
 Status DmaMapTable::Unmap(uint64_t addr, uint64_t size) {
-    std::unique_lock lk(mu_);
+    util::WriterLock lk(mu_);
     auto it = maps_.find(addr);
     if (it == maps_.end() || it->second.size != size)
         return Status::Error(ENOENT, "DMA_UNMAP " + Hex(addr) + "+" + Hex(size) +
@@ -85,19 +84,19 @@ Status DmaMapTable::Unmap(uint64_t addr, uint64_t size) {
 }
 
 void DmaMapTable::UnmapAll() {
-    std::unique_lock lk(mu_);
+    util::WriterLock lk(mu_);
     for (auto& [a, m] : maps_) Release(m);
     maps_.clear();
 }
 
 size_t DmaMapTable::count() const {
-    std::shared_lock lk(mu_);
+    util::ReaderLock lk(mu_);
     return maps_.size();
 }
 
 uint8_t* DmaMapTable::Translate(uint64_t iova, size_t len, bool write) {
     if (len == 0 || iova + len < iova) return nullptr;
-    std::shared_lock lk(mu_);
+    util::ReaderLock lk(mu_);
     auto it = maps_.upper_bound(iova);
     if (it == maps_.begin()) return nullptr;
     --it;
@@ -114,7 +113,7 @@ Status DmaMapTable::Access(uint64_t iova, uint8_t* buf, size_t len, bool write) 
         uint64_t addr = 0;
         size_t chunk = 0;
         {
-            std::shared_lock lk(mu_);
+            util::ReaderLock lk(mu_);
             auto it = maps_.upper_bound(iova);
             if (it == maps_.begin())
                 return Status::Error(EFAULT, "DMA to unmapped address " + Hex(iova));

@@ -6,10 +6,10 @@
 
 #include <cstdint>
 #include <map>
-#include <shared_mutex>
 
 #include "hw/vfio-user/device.h"
 #include "hw/vfio-user/message.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace qzns::vfu {
@@ -58,8 +58,8 @@ private:
 
     const uint32_t max_maps_;
     DmaMessageIo* const msg_io_;
-    mutable std::shared_mutex mu_;
-    std::map<uint64_t, Mapping> maps_;  // by IOVA; ranges never overlap
+    mutable util::SharedMutex mu_;  // writers: the server thread's (un)maps; readers: DMA
+    std::map<uint64_t, Mapping> maps_ GUARDED_BY(mu_);  // by IOVA; ranges never overlap
 };
 
 }  // namespace qzns::vfu

@@ -58,8 +58,8 @@ NvmePciDevice::~NvmePciDevice() {
     if (!ctrl_) return;
     ctrl_->WriteRegister(nvme::reg::kCc, 4, 0);
     {
-        std::unique_lock lk(mu_);
-        idle_cv_.wait_for(lk, std::chrono::seconds(30), [&] { return inflight_ == 0; });
+        util::MutexLock lk(mu_);
+        idle_cv_.WaitFor(mu_, std::chrono::seconds(30), [&]() REQUIRES(mu_) { return inflight_ == 0; });
     }
     ctrl_->SetPciHooks(nullptr);
     ctrl_->Teardown("PCI device removed");
@@ -67,7 +67,7 @@ NvmePciDevice::~NvmePciDevice() {
 }
 
 NvmePciStats NvmePciDevice::stats() const {
-    std::lock_guard lk(mu_);
+    util::MutexLock lk(mu_);
     return stats_;
 }
 
@@ -75,10 +75,16 @@ NvmePciStats NvmePciDevice::stats() const {
 
 RegionDesc NvmePciDevice::Region(uint32_t index) const {
     RegionDesc d;
-    if (index == kPciConfigRegionIndex) d.size = cfg_.size();
-    else if (index == 0) d.size = bar0_size_;
-    else if (index == 4) d.size = kBar4Size;
-    else return d;
+    if (index == kPciConfigRegionIndex) {
+        util::MutexLock lk(mu_);
+        d.size = cfg_.size();
+    } else if (index == 0) {
+        d.size = bar0_size_;
+    } else if (index == 4) {
+        d.size = kBar4Size;
+    } else {
+        return d;
+    }
     d.flags = kRegionFlagRead | kRegionFlagWrite;
     return d;
 }
@@ -93,7 +99,7 @@ IrqDesc NvmePciDevice::Irq(uint32_t index) const {
 
 Status NvmePciDevice::RegionRead(uint32_t index, uint64_t offset, std::span<uint8_t> data) {
     if (index == kPciConfigRegionIndex) {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         cfg_.Read(offset, data);
         return Status::Ok();
     }
@@ -115,7 +121,7 @@ Status NvmePciDevice::RegionRead(uint32_t index, uint64_t offset, std::span<uint
 Status NvmePciDevice::RegionWrite(uint32_t index, uint64_t offset,
                                   std::span<const uint8_t> data) {
     if (index == kPciConfigRegionIndex) {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         cfg_.Write(offset, data);
         return Status::Ok();
     }
@@ -136,14 +142,14 @@ Status NvmePciDevice::RegionWrite(uint32_t index, uint64_t offset,
         return Status::Ok();
     }
     if (data.size() != 4 || offset % 4 != 0) {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         stats_.bad_doorbells++;
         return Status::Ok();
     }
     uint64_t idx = (offset - kRegsSize) / 4;  // CAP.DSTRD = 0
     uint64_t qid = idx / 2;
     if (qid >= opts_.max_queue_pairs) {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         stats_.bad_doorbells++;
         return Status::Ok();
     }
@@ -155,27 +161,27 @@ Status NvmePciDevice::RegionWrite(uint32_t index, uint64_t offset,
 void NvmePciDevice::Reset() {
     // Function-level reset: controller reset (ResetQueues drops our queues) and config space.
     ctrl_->WriteRegister(nvme::reg::kCc, 4, 0);
-    std::lock_guard lk(mu_);
+    util::MutexLock lk(mu_);
     cfg_.Reset();
 }
 
 void NvmePciDevice::Attach(DmaSpace* dma, IrqSink* irq) {
-    std::lock_guard lk(mu_);
+    util::MutexLock lk(mu_);
     dma_ = dma;
     irq_ = irq;
 }
 
 void NvmePciDevice::DmaUnmapping(uint64_t, uint64_t) {
     // Commands in flight may hold pointers into guest memory (zero-copy) or still copy to it.
-    std::unique_lock lk(mu_);
-    idle_cv_.wait_for(lk, std::chrono::seconds(30), [&] { return inflight_ == 0; });
+    util::MutexLock lk(mu_);
+    idle_cv_.WaitFor(mu_, std::chrono::seconds(30), [&]() REQUIRES(mu_) { return inflight_ == 0; });
 }
 
 // ---- Queue hooks (called by the controller) -------------------------------------------------
 
 bool NvmePciDevice::EnableAdminQueues(uint64_t asq, uint64_t acq, uint32_t sq_entries,
                                       uint32_t cq_entries) {
-    std::lock_guard lk(mu_);
+    util::MutexLock lk(mu_);
     if (dma_ == nullptr) return false;
     sqs_.clear();
     cqs_.clear();
@@ -185,7 +191,7 @@ bool NvmePciDevice::EnableAdminQueues(uint64_t asq, uint64_t acq, uint32_t sq_en
 }
 
 uint16_t NvmePciDevice::CreateIoCq(const nvme::IoCqParams& p) {
-    std::lock_guard lk(mu_);
+    util::MutexLock lk(mu_);
     if (p.qid >= opts_.max_queue_pairs) return nvme::sc::kInvalidQueueIdentifier | nvme::sc::kDnr;
     if (p.interrupts_enabled && p.vector >= opts_.msix_vectors)
         return nvme::sc::kInvalidInterruptVector | nvme::sc::kDnr;
@@ -194,7 +200,7 @@ uint16_t NvmePciDevice::CreateIoCq(const nvme::IoCqParams& p) {
 }
 
 uint16_t NvmePciDevice::CreateIoSq(const nvme::IoSqParams& p) {
-    std::lock_guard lk(mu_);
+    util::MutexLock lk(mu_);
     if (p.qid >= opts_.max_queue_pairs) return nvme::sc::kInvalidQueueIdentifier | nvme::sc::kDnr;
     if (!cqs_.count(p.cqid)) return nvme::sc::kCompletionQueueInvalid | nvme::sc::kDnr;
     sqs_.insert_or_assign(p.qid, Sq(p.prp1, p.entries, p.cqid));
@@ -202,17 +208,17 @@ uint16_t NvmePciDevice::CreateIoSq(const nvme::IoSqParams& p) {
 }
 
 void NvmePciDevice::DeleteIoSq(uint16_t qid) {
-    std::lock_guard lk(mu_);
+    util::MutexLock lk(mu_);
     sqs_.erase(qid);
 }
 
 void NvmePciDevice::DeleteIoCq(uint16_t qid) {
-    std::lock_guard lk(mu_);
+    util::MutexLock lk(mu_);
     cqs_.erase(qid);
 }
 
 void NvmePciDevice::ResetQueues() {
-    std::lock_guard lk(mu_);
+    util::MutexLock lk(mu_);
     sqs_.clear();
     cqs_.clear();
     epoch_++;
@@ -226,7 +232,7 @@ void NvmePciDevice::RingSqDoorbell(uint16_t qid, uint32_t tail) {
     std::vector<nvme::SqeBytes> fetched;
     uint64_t epoch;
     {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         stats_.sq_doorbells++;
         auto it = sqs_.find(qid);
         if (it == sqs_.end() || tail >= it->second.entries || dma_ == nullptr) {
@@ -255,7 +261,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
     nvme::DataTransfer xfer = ctrl_->TransferOf(qid, sqe);
     DmaSpace* dma;
     {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         dma = dma_;
     }
     if (xfer.dir == nvme::DataTransfer::kNone || xfer.bytes == 0 || dma == nullptr) {
@@ -278,7 +284,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
     }
     if (!walk.ok()) {
         {
-            std::lock_guard lk(mu_);
+            util::MutexLock lk(mu_);
             stats_.dptr_errors++;
         }
         Complete(qid, epoch, ErrorCqe(sqe, walk.status));
@@ -288,7 +294,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
     if (walk.segments.size() == 1 && !walk.segments[0].bit_bucket) {
         if (uint8_t* p = dma->Translate(walk.segments[0].addr, xfer.bytes, c2h)) {
             {
-                std::lock_guard lk(mu_);
+                util::MutexLock lk(mu_);
                 stats_.zero_copy++;
             }
             ctrl_->Submit(qid, sqe, std::span<uint8_t>(p, xfer.bytes),
@@ -307,7 +313,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
         }
     }
     {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         stats_.bounced++;
     }
     ctrl_->Submit(qid, sqe, std::span<uint8_t>(*buf),
@@ -361,9 +367,9 @@ void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe) {
     int vector = -1;
     IrqSink* irq = nullptr;
     {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         if (inflight_ > 0) inflight_--;
-        if (inflight_ == 0) idle_cv_.notify_all();
+        if (inflight_ == 0) idle_cv_.NotifyAll();
         auto sq = sqs_.find(qid);
         if (epoch != epoch_ || sq == sqs_.end()) {
             stats_.completions_dropped++;
@@ -393,7 +399,7 @@ void NvmePciDevice::RingCqDoorbell(uint16_t qid, uint32_t head) {
     int vector = -1;
     IrqSink* irq = nullptr;
     {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         stats_.cq_doorbells++;
         auto it = cqs_.find(qid);
         if (it == cqs_.end() || head >= it->second.entries) {

@@ -13,18 +13,17 @@
 // mu_. Nothing spins: an idle controller costs nothing until the next doorbell write.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 
 #include "hw/nvme/ctrl.h"
 #include "hw/vfio-user/device.h"
 #include "hw/vfio-user/nvme-dptr.h"
 #include "hw/vfio-user/pci-config.h"
+#include "util/mutex.h"
 
 namespace qzns::vfu {
 
@@ -99,25 +98,24 @@ private:
     void RingSqDoorbell(uint16_t qid, uint32_t tail);
     void RingCqDoorbell(uint16_t qid, uint32_t head);
     void SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t epoch);
-    // Posts under mu_; returns the vector to raise (or -1).
-    int PostLocked(Cq& cq, const nvme::CqeBytes& cqe);
+    // Returns the vector to raise (or -1).
+    int PostLocked(Cq& cq, const nvme::CqeBytes& cqe) REQUIRES(mu_);
     void Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe);
     uint32_t page_size() const;
 
     const NvmePciOptions opts_;
     uint64_t bar0_size_;
     std::shared_ptr<nvme::Controller> ctrl_;
-    PciConfigSpace cfg_;
-    DmaSpace* dma_ = nullptr;
-    IrqSink* irq_ = nullptr;
-
-    mutable std::mutex mu_;
-    std::condition_variable idle_cv_;
-    std::map<uint16_t, Sq> sqs_;
-    std::map<uint16_t, Cq> cqs_;
-    uint64_t epoch_ = 0;  // bumped by ResetQueues; stale completions are dropped
-    uint32_t inflight_ = 0;
-    NvmePciStats stats_;
+    mutable util::Mutex mu_;  // idle_cv_ signals inflight_ reaching 0
+    PciConfigSpace cfg_ GUARDED_BY(mu_);
+    DmaSpace* dma_ GUARDED_BY(mu_) = nullptr;
+    IrqSink* irq_ GUARDED_BY(mu_) = nullptr;
+    util::CondVar idle_cv_;
+    std::map<uint16_t, Sq> sqs_ GUARDED_BY(mu_);
+    std::map<uint16_t, Cq> cqs_ GUARDED_BY(mu_);
+    uint64_t epoch_ GUARDED_BY(mu_) = 0;  // bumped by ResetQueues; stale completions are dropped
+    uint32_t inflight_ GUARDED_BY(mu_) = 0;
+    NvmePciStats stats_ GUARDED_BY(mu_);
 };
 
 }  // namespace qzns::vfu

@@ -115,15 +115,15 @@ void VfioUserServer::Stop() {
     if (::write(stop_fd_.get(), &one, sizeof(one)) < 0) {
         // The eventfd counter cannot overflow from one write; nothing to do.
     }
-    std::lock_guard lk(conn_mu_);
+    util::MutexLock lk(conn_mu_);
     if (conn_fd_ >= 0) ::shutdown(conn_fd_, SHUT_RDWR);
 }
 
 Status VfioUserServer::Send(OutMessage& msg) {
-    std::lock_guard lk(send_mu_);
+    util::MutexLock lk(send_mu_);
     int fd;
     {
-        std::lock_guard clk(conn_mu_);
+        util::MutexLock clk(conn_mu_);
         fd = conn_fd_;
     }
     if (fd < 0) return Errno(ENOTCONN, "no client");
@@ -134,7 +134,7 @@ Status VfioUserServer::Send(OutMessage& msg) {
 
 Status VfioUserServer::ServeConnection(UniqueFd conn) {
     {
-        std::lock_guard lk(conn_mu_);
+        util::MutexLock lk(conn_mu_);
         conn_fd_ = conn.get();
         serve_thread_ = std::this_thread::get_id();
     }
@@ -181,12 +181,12 @@ Status VfioUserServer::ServeConnection(UniqueFd conn) {
         Trace("<-", m.hdr);
         uint32_t type = m.type();
         if (type == kFlagTypeReply) {
-            std::lock_guard lk(wait_mu_);
+            util::MutexLock lk(wait_mu_);
             auto it = waiters_.find(m.msg_id());
             if (it != waiters_.end()) {
                 it->second->reply = std::move(m);
                 waiters_.erase(it);
-                wait_cv_.notify_all();
+                wait_cv_.NotifyAll();
             }
             continue;  // unsolicited replies are ignored
         }
@@ -221,14 +221,14 @@ Status VfioUserServer::ServeConnection(UniqueFd conn) {
         }
     }
     {
-        std::lock_guard lk(conn_mu_);
+        util::MutexLock lk(conn_mu_);
         conn_fd_ = -1;
     }
     {
-        std::lock_guard lk(wait_mu_);
+        util::MutexLock lk(wait_mu_);
         for (auto& [id, w] : waiters_) w->failed = true;
         waiters_.clear();
-        wait_cv_.notify_all();
+        wait_cv_.NotifyAll();
     }
     deferred_.clear();
     DropClient();
@@ -247,7 +247,7 @@ void VfioUserServer::DropClient() {
 }
 
 void VfioUserServer::ResetIrqs() {
-    std::lock_guard lk(irq_mu_);
+    util::MutexLock lk(irq_mu_);
     for (auto& v : irq_fds_) v.clear();
 }
 
@@ -499,7 +499,7 @@ Result<std::optional<OutMessage>> VfioUserServer::HandleSetIrqs(Message& m) {
     if (count == 0) {
         if (start != 0 || data != kIrqSetDataNone) return ErrorReply(EINVAL, "count 0");
         if (action == kIrqSetActionTrigger) {
-            std::lock_guard lk(irq_mu_);
+            util::MutexLock lk(irq_mu_);
             irq_fds_[index].clear();
         }
         device_->IrqsChanged(index);
@@ -516,7 +516,7 @@ Result<std::optional<OutMessage>> VfioUserServer::HandleSetIrqs(Message& m) {
         return std::optional<OutMessage>(EmptyReply());
     }
     if (data == kIrqSetDataEventfd) {
-        std::lock_guard lk(irq_mu_);
+        util::MutexLock lk(irq_mu_);
         auto& v = irq_fds_[index];
         if (v.size() < start + count) v.resize(start + count);
         for (uint32_t i = 0; i < count; i++)
@@ -526,7 +526,7 @@ Result<std::optional<OutMessage>> VfioUserServer::HandleSetIrqs(Message& m) {
         // DATA_NONE / DATA_BOOL with TRIGGER: fire now (a loopback test of the eventfds).
         for (uint32_t i = 0; i < count; i++) {
             if (data == kIrqSetDataBool && m.payload[sizeof(p) + i] == 0) continue;
-            std::lock_guard lk(irq_mu_);
+            util::MutexLock lk(irq_mu_);
             auto& v = irq_fds_[index];
             if (start + i < v.size() && v[start + i].valid()) {
                 uint64_t one = 1;
@@ -539,7 +539,7 @@ Result<std::optional<OutMessage>> VfioUserServer::HandleSetIrqs(Message& m) {
 }
 
 bool VfioUserServer::Trigger(uint32_t vector) {
-    std::lock_guard lk(irq_mu_);
+    util::MutexLock lk(irq_mu_);
     const UniqueFd* fd = nullptr;
     if (irq_fds_.size() > kPciMsixIrqIndex && !irq_fds_[kPciMsixIrqIndex].empty()) {
         auto& v = irq_fds_[kPciMsixIrqIndex];
@@ -561,7 +561,7 @@ bool VfioUserServer::Trigger(uint32_t vector) {
 }
 
 uint32_t VfioUserServer::MsixVectorsEnabled() const {
-    std::lock_guard lk(irq_mu_);
+    util::MutexLock lk(irq_mu_);
     if (irq_fds_.size() <= kPciMsixIrqIndex) return 0;
     uint32_t n = 0;
     for (const auto& fd : irq_fds_[kPciMsixIrqIndex]) n += fd.valid();
@@ -662,7 +662,7 @@ uint32_t VfioUserServer::max_xfer() const { return peer_max_xfer_; }
 Result<Message> VfioUserServer::Transact(OutMessage& req) {
     uint16_t id;
     {
-        std::lock_guard lk(wait_mu_);
+        util::MutexLock lk(wait_mu_);
         id = next_msg_id_++;
         if (next_msg_id_ == 0) next_msg_id_ = 0x8000;
     }
@@ -671,7 +671,7 @@ Result<Message> VfioUserServer::Transact(OutMessage& req) {
     int fd;
     bool on_serve_thread;
     {
-        std::lock_guard lk(conn_mu_);
+        util::MutexLock lk(conn_mu_);
         fd = conn_fd_;
         on_serve_thread = serve_thread_ == std::this_thread::get_id();
     }
@@ -703,17 +703,17 @@ Result<Message> VfioUserServer::Transact(OutMessage& req) {
         }
     }
     Waiter w;
-    std::unique_lock lk(wait_mu_);
+    util::MutexLock lk(wait_mu_);
     waiters_[id] = &w;
-    lk.unlock();
+    lk.Unlock();
     Status st = Send(req);
-    lk.lock();
+    lk.Lock();
     if (!st.ok()) {
         waiters_.erase(id);
         return st;
     }
-    bool done = wait_cv_.wait_for(lk, std::chrono::milliseconds(opts_.request_timeout_ms),
-                                  [&] { return w.reply.has_value() || w.failed; });
+    bool done = wait_cv_.WaitFor(wait_mu_, std::chrono::milliseconds(opts_.request_timeout_ms),
+                                 [&]() REQUIRES(wait_mu_) { return w.reply.has_value() || w.failed; });
     if (!done) {
         waiters_.erase(id);
         return Errno(ETIMEDOUT, "no reply from client");

@@ -8,13 +8,11 @@
 #include <sys/types.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -23,6 +21,7 @@
 #include "hw/vfio-user/device.h"
 #include "hw/vfio-user/dma.h"
 #include "hw/vfio-user/message.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace qzns::vfu {
@@ -131,8 +130,8 @@ private:
     uint32_t peer_max_xfer_ = 1u << 20;
     uint32_t peer_max_fds_ = 8;
 
-    mutable std::mutex irq_mu_;
-    std::vector<std::vector<UniqueFd>> irq_fds_;  // [index][vector]
+    mutable util::Mutex irq_mu_;
+    std::vector<std::vector<UniqueFd>> irq_fds_ GUARDED_BY(irq_mu_);  // [index][vector]
 
     UniqueFd listen_fd_;
     std::string listen_path_;
@@ -141,19 +140,21 @@ private:
     std::atomic<bool> client_connected_{false};
 
     // The current connection.
-    std::mutex conn_mu_;
-    int conn_fd_ = -1;
-    std::thread::id serve_thread_;
-    std::mutex send_mu_;
-    std::deque<Message> deferred_;  // commands that arrived while the serve thread waited
+    util::Mutex conn_mu_;
+    int conn_fd_ GUARDED_BY(conn_mu_) = -1;
+    std::thread::id serve_thread_ GUARDED_BY(conn_mu_);
+    util::Mutex send_mu_;  // guards no data: keeps each message whole on the socket
+    // Commands that arrived while the serve thread waited (serve thread only).
+    std::deque<Message> deferred_;
+    // Guarded by wait_mu_ too (GUARDED_BY in a nested struct cannot name the server's mutex).
     struct Waiter {
         std::optional<Message> reply;
         bool failed = false;
     };
-    std::mutex wait_mu_;
-    std::condition_variable wait_cv_;
-    std::map<uint16_t, Waiter*> waiters_;
-    uint16_t next_msg_id_ = 0x8000;
+    util::Mutex wait_mu_;  // wait_cv_ signals a reply or a closed connection
+    util::CondVar wait_cv_;
+    std::map<uint16_t, Waiter*> waiters_ GUARDED_BY(wait_mu_);
+    uint16_t next_msg_id_ GUARDED_BY(wait_mu_) = 0x8000;
 };
 
 }  // namespace qzns::vfu

@@ -150,7 +150,7 @@ void CompletionMailbox::PostCompletion(TcpRequest* req, uint32_t gen, const nvme
         local_.push_back(Item{req, gen, len, cqe, nullptr});
         return;
     }
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     if (detached_) return;
     bool was_empty = remote_.empty();
     remote_.push_back(Item{req, gen, len, cqe, nullptr});
@@ -162,7 +162,7 @@ void CompletionMailbox::PostTask(std::function<void()> task) {
         local_.push_back(Item{nullptr, 0, 0, {}, std::move(task)});
         return;
     }
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     if (detached_) return;
     bool was_empty = remote_.empty();
     remote_.push_back(Item{nullptr, 0, 0, {}, std::move(task)});
@@ -175,7 +175,7 @@ size_t CompletionMailbox::Drain(const std::function<void(TcpConnection*)>& touch
         scratch_.clear();
         scratch_.swap(local_);
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             if (!remote_.empty()) {
                 scratch_.insert(scratch_.end(), std::make_move_iterator(remote_.begin()),
                                 std::make_move_iterator(remote_.end()));
@@ -199,7 +199,7 @@ size_t CompletionMailbox::Drain(const std::function<void(TcpConnection*)>& touch
 }
 
 void CompletionMailbox::Detach() {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     detached_ = true;
     remote_.clear();
 }

@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,6 +19,7 @@
 #include "hw/nvme/fabrics-target.h"
 #include "nvmf/tcp/pdu.h"
 #include "nvmf/tcp/stats.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace qzns::nvmf::tcp {
@@ -84,9 +84,9 @@ private:
     };
     std::function<void()> wake_;
     std::atomic<std::thread::id> owner_{};
-    std::mutex mu_;
-    bool detached_ = false;           // guarded by mu_
-    std::vector<Item> remote_;        // guarded by mu_
+    util::Mutex mu_;
+    bool detached_ GUARDED_BY(mu_) = false;
+    std::vector<Item> remote_ GUARDED_BY(mu_);
     std::vector<Item> local_;         // owner thread only
     std::vector<Item> scratch_;       // owner thread only
 };

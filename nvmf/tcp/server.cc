@@ -14,8 +14,9 @@
 #include <cstdio>
 #include <cstring>
 #include <future>
-#include <mutex>
 #include <unordered_map>
+
+#include "util/mutex.h"
 
 namespace qzns::nvmf::tcp {
 
@@ -54,10 +55,13 @@ Status Errno(const std::string& what) { return Status::Error(errno, what + ": " 
 // timeout: the target may still write into their buffers, so they are parked here for the rest
 // of the process instead of being freed (reachable, so leak checkers stay quiet).
 void Park(std::unique_ptr<TcpConnection> c) {
-    static std::mutex mu;
-    static auto* parked = new std::vector<std::unique_ptr<TcpConnection>>();
-    std::lock_guard<std::mutex> lk(mu);
-    parked->push_back(std::move(c));
+    struct Parked {
+        util::Mutex mu;
+        std::vector<std::unique_ptr<TcpConnection>> conns GUARDED_BY(mu);
+    };
+    static auto* parked = new Parked();
+    util::MutexLock lk(parked->mu);
+    parked->conns.push_back(std::move(c));
 }
 
 }  // namespace
@@ -575,8 +579,8 @@ Json TcpServer::StatsJson() const {
 std::vector<TcpRequestInfo> TcpServer::Requests() const {
     if (stopped_) return {};
     struct Shared {
-        std::mutex mu;
-        std::vector<TcpRequestInfo> out;
+        util::Mutex mu;
+        std::vector<TcpRequestInfo> out GUARDED_BY(mu);
     };
     auto shared = std::make_shared<Shared>();
     std::vector<std::future<void>> waits;
@@ -588,7 +592,7 @@ std::vector<TcpRequestInfo> TcpServer::Requests() const {
             std::vector<TcpRequestInfo> mine;
             loop->AppendRequests(&mine);
             {
-                std::lock_guard<std::mutex> lk(shared->mu);
+                util::MutexLock lk(shared->mu);
                 shared->out.insert(shared->out.end(), mine.begin(), mine.end());
             }
             done->set_value();
@@ -596,7 +600,7 @@ std::vector<TcpRequestInfo> TcpServer::Requests() const {
     }
     const auto deadline = Clock::now() + std::chrono::seconds(1);
     for (auto& w : waits) w.wait_until(deadline);
-    std::lock_guard<std::mutex> lk(shared->mu);
+    util::MutexLock lk(shared->mu);
     return shared->out;
 }
 

@@ -12,12 +12,10 @@
 // Input format, repeated: 1 byte queue selector (bit 0: 0 = admin, 1 = I/O), 64 bytes SQE,
 // 2 bytes little-endian data length (capped at 64 KiB), that many data bytes (zero-padded).
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "block/block-backend.h"
@@ -25,6 +23,7 @@
 #include "block/file.h"
 #include "block/qcow2/qcow2.h"
 #include "hw/nvme/subsystem.h"
+#include "util/mutex.h"
 
 using namespace qzns;
 using namespace qzns::nvme;
@@ -34,10 +33,10 @@ namespace {
 constexpr char kNqn[] = "nqn.2026-11.io.qzns:fuzz";
 
 struct Waiter {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    uint32_t c2h = 0;
+    util::Mutex mu;  // cv signals done
+    util::CondVar cv;
+    bool done GUARDED_BY(mu) = false;
+    uint32_t c2h GUARDED_BY(mu) = 0;
 };
 
 // Submits and waits; returns false if the command did not complete in time.
@@ -46,14 +45,15 @@ bool RunSync(FabricsQueue& q, const SqeBytes& sqe, std::vector<uint8_t>& buf, bo
     size_t cap = buf.size();
     q.Submit(sqe, std::span<uint8_t>(buf.data(), buf.size()), [w, cap](const CqeBytes&, uint32_t n) {
         if (n > cap) std::abort();  // reported more controller-to-host data than the buffer
-        std::lock_guard<std::mutex> lk(w->mu);
+        util::MutexLock lk(w->mu);
         if (w->done) std::abort();  // completed twice
         w->done = true;
         w->c2h = n;
-        w->cv.notify_all();
+        w->cv.NotifyAll();
     });
-    std::unique_lock<std::mutex> lk(w->mu);
-    bool ok = w->cv.wait_for(lk, std::chrono::seconds(may_pend ? 0 : 10), [&] { return w->done; });
+    util::MutexLock lk(w->mu);
+    bool ok = w->cv.WaitFor(w->mu, std::chrono::seconds(may_pend ? 0 : 10),
+                            [&]() REQUIRES(w->mu) { return w->done; });
     return ok || may_pend;
 }
 
@@ -127,12 +127,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto w = std::make_shared<Waiter>();
         admin->Submit(c, cd, [&cntlid, w](const CqeBytes& q, uint32_t) {
             cntlid = uint16_t(q.b[0] | q.b[1] << 8);
-            std::lock_guard<std::mutex> lk(w->mu);
+            util::MutexLock lk(w->mu);
             w->done = true;
-            w->cv.notify_all();
+            w->cv.NotifyAll();
         });
-        std::unique_lock<std::mutex> lk(w->mu);
-        w->cv.wait(lk, [&] { return w->done; });
+        util::MutexLock lk(w->mu);
+        while (!w->done) w->cv.Wait(w->mu);
     }
     std::vector<uint8_t> none;
     SqeBytes cc = Fabrics(0x00);

@@ -9,13 +9,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <span>
 #include <string>
@@ -23,6 +21,7 @@
 #include <vector>
 
 #include "hw/nvme/fabrics-target.h"
+#include "util/mutex.h"
 
 namespace qzns::nvmf::testing {
 
@@ -58,10 +57,10 @@ public:
     }
     ~FakeTarget() override {
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             quit_ = true;
         }
-        cv_.notify_all();
+        cv_.NotifyAll();
         if (worker_.joinable()) worker_.join();
     }
 
@@ -71,7 +70,7 @@ public:
     void CloseAll() {
         std::vector<std::function<void()>> fns;
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             fns = close_fns_;
         }
         for (auto& f : fns)
@@ -79,8 +78,13 @@ public:
     }
 
     std::vector<std::function<void()>> TakeHeld() {
-        std::lock_guard<std::mutex> lk(mu_);
-        return std::move(held);
+        util::MutexLock lk(mu_);
+        return std::move(held_);
+    }
+    // The peer of the last queue created.
+    std::string LastPeer() {
+        util::MutexLock lk(mu_);
+        return last_peer_;
     }
 
     std::atomic<int> queues{0};
@@ -90,8 +94,6 @@ public:
     std::atomic<bool> refuse{false};
     std::atomic<bool> complete_twice{false};
     std::atomic<bool> hold_aers{false};  // AERs never complete, not even on Disconnect
-    std::vector<std::function<void()>> held;  // their completions, guarded by mu_
-    std::string last_peer;
 
 private:
     friend class FakeQueue;
@@ -103,21 +105,21 @@ private:
         if (!opts_.async) return fn();
         auto when = std::chrono::steady_clock::now();
         if (opts_.max_delay_us) {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             when += std::chrono::microseconds(rng_() % opts_.max_delay_us);
         }
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             jobs_.push_back(Job{std::move(fn), when});
         }
-        cv_.notify_all();
+        cv_.NotifyAll();
     }
     void Work() {
-        std::unique_lock<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         for (;;) {
             if (quit_ && jobs_.empty()) return;
             if (jobs_.empty()) {
-                cv_.wait(lk);
+                cv_.Wait(mu_);
                 continue;
             }
             // Run the job with the earliest deadline (completions get reordered).
@@ -126,24 +128,26 @@ private:
                 if (jobs_[i].when < jobs_[best].when) best = i;
             auto now = std::chrono::steady_clock::now();
             if (jobs_[best].when > now && !quit_) {
-                cv_.wait_until(lk, jobs_[best].when);
+                cv_.WaitUntil(mu_, jobs_[best].when);
                 continue;
             }
             Job j = std::move(jobs_[best]);
             jobs_.erase(jobs_.begin() + static_cast<long>(best));
-            lk.unlock();
+            lk.Unlock();
             j.fn();
-            lk.lock();
+            lk.Lock();
         }
     }
 
     Options opts_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<Job> jobs_;
-    bool quit_ = false;
-    std::minstd_rand rng_{42};
-    std::vector<std::function<void()>> close_fns_;
+    util::Mutex mu_;  // cv_ wakes the worker for a new job or quit_
+    util::CondVar cv_;
+    std::deque<Job> jobs_ GUARDED_BY(mu_);
+    bool quit_ GUARDED_BY(mu_) = false;
+    std::minstd_rand rng_ GUARDED_BY(mu_){42};
+    std::vector<std::function<void()>> close_fns_ GUARDED_BY(mu_);  // by queue index
+    std::vector<std::function<void()>> held_ GUARDED_BY(mu_);  // completions of held AERs
+    std::string last_peer_ GUARDED_BY(mu_);
     std::thread worker_;
 };
 
@@ -151,7 +155,7 @@ class FakeQueue : public nvme::FabricsQueue {
 public:
     FakeQueue(FakeTarget* t, size_t index) : t_(t), index_(index) {}
     ~FakeQueue() override {
-        std::lock_guard<std::mutex> lk(t_->mu_);
+        util::MutexLock lk(t_->mu_);
         t_->close_fns_[index_] = nullptr;
     }
 
@@ -166,12 +170,12 @@ public:
         const uint8_t behaviour = sqe.b[44];
         auto status = [&](uint16_t st) { std::memcpy(cqe.b + 14, &st, 2); };
         if (op == kOpAer && t_->hold_aers) {
-            std::lock_guard<std::mutex> lk(t_->mu_);
-            t_->held.push_back([done, cqe] { done(cqe, 0); });
+            util::MutexLock lk(t_->mu_);
+            t_->held_.push_back([done, cqe] { done(cqe, 0); });
             return;
         }
         if (op == kOpAer) {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             if (disconnected_) {
                 status(kStatusAbortSqDeleted);
                 done(cqe, 0);
@@ -219,7 +223,7 @@ public:
         t_->disconnects++;
         std::vector<std::function<void()>> aers;
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             disconnected_ = true;
             aers.swap(pending_aers_);
         }
@@ -227,23 +231,23 @@ public:
     }
 
     void SetCloseRequest(std::function<void()> close) override {
-        std::lock_guard<std::mutex> lk(t_->mu_);
+        util::MutexLock lk(t_->mu_);
         t_->close_fns_[index_] = std::move(close);
     }
 
 private:
     FakeTarget* t_;
     size_t index_;
-    std::mutex mu_;
-    bool disconnected_ = false;
-    std::vector<std::function<void()>> pending_aers_;
+    util::Mutex mu_;
+    bool disconnected_ GUARDED_BY(mu_) = false;
+    std::vector<std::function<void()>> pending_aers_ GUARDED_BY(mu_);
 };
 
 inline std::unique_ptr<nvme::FabricsQueue> FakeTarget::NewQueue(const std::string& peer) {
     if (refuse) return nullptr;
     queues++;
-    std::lock_guard<std::mutex> lk(mu_);
-    last_peer = peer;
+    util::MutexLock lk(mu_);
+    last_peer_ = peer;
     close_fns_.emplace_back();
     return std::make_unique<FakeQueue>(this, close_fns_.size() - 1);
 }

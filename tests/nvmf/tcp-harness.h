@@ -6,13 +6,13 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "nvmf/tcp/server.h"
 #include "tests/nvmf/fake-target.h"
 #include "tests/nvmf/tcp-client.h"
+#include "util/mutex.h"
 
 namespace qzns::nvmf::testing {
 
@@ -53,7 +53,7 @@ protected:
         if (o.stop_timeout == std::chrono::milliseconds(10000))
             o.stop_timeout = std::chrono::milliseconds(3000);
         o.transport.log = [this](std::string_view s) {
-            std::lock_guard<std::mutex> lk(log_mu_);
+            util::MutexLock lk(log_mu_);
             log_.emplace_back(s);
         };
         auto r = tcp::TcpServer::Start(std::move(o));
@@ -178,8 +178,8 @@ protected:
     std::unique_ptr<FakeTarget> target_;
     std::unique_ptr<tcp::TcpServer> server_;
     std::atomic<uint32_t> maxh2cdata_{0};
-    std::mutex log_mu_;
-    std::vector<std::string> log_;
+    util::Mutex log_mu_;
+    std::vector<std::string> log_ GUARDED_BY(log_mu_);  // the transport's diagnostics
 };
 
 }  // namespace qzns::nvmf::testing

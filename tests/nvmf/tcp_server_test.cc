@@ -36,7 +36,7 @@ TEST_F(TcpServerTest, IcRespFieldsMatchWhatLinuxChecks) {
     EXPECT_EQ(maxdata % 4, 0u);
     EXPECT_EQ(maxdata, 128u * 1024);
     for (size_t i = 16; i < 128; i++) EXPECT_EQ(h[i], 0) << "reserved byte " << i;
-    EXPECT_NE(target_->last_peer.find("127.0.0.1:"), std::string::npos);
+    EXPECT_NE(target_->LastPeer().find("127.0.0.1:"), std::string::npos);
 }
 
 TEST_F(TcpServerTest, IcRespEchoesRequestedDigests) {
@@ -470,7 +470,7 @@ TEST_F(TcpServerTest, ListensOnIpv6Loopback) {
     ASSERT_TRUE(c.Connect(server_->port(), "::1"));
     ASSERT_TRUE(c.Handshake(false, false));
     FabricsConnect(c, 1);
-    EXPECT_EQ(target_->last_peer.rfind("[::1]:", 0), 0u);
+    EXPECT_EQ(target_->LastPeer().rfind("[::1]:", 0), 0u);
 }
 
 TEST_F(TcpServerTest, BadAddressIsAnError) {

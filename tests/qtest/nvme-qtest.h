@@ -7,10 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -23,6 +21,7 @@
 #include "block/qcow2/qcow2.h"
 #include "hw/nvme/fabrics-target.h"
 #include "hw/nvme/subsystem.h"
+#include "util/mutex.h"
 
 namespace qzns::nvme::qtest {
 
@@ -125,33 +124,33 @@ struct Completion {
 class Pending {
 public:
     bool Wait(std::chrono::milliseconds t = std::chrono::milliseconds(5000)) {
-        std::unique_lock<std::mutex> lk(mu_);
-        return cv_.wait_for(lk, t, [&] { return c_.arrived; });
+        util::MutexLock lk(mu_);
+        return cv_.WaitFor(mu_, t, [&]() REQUIRES(mu_) { return c_.arrived; });
     }
     bool Ready() {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         return c_.arrived;
     }
     Completion Get() {
         Wait();
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         return c_;
     }
     void Fill(const CqeBytes& cqe, uint32_t n) {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         EXPECT_FALSE(c_.arrived) << "a command completed twice";
         c_.cqe.assign(cqe.b, cqe.b + 16);
         c_.c2h_len = n;
         c_.data.assign(buf.begin(), buf.begin() + std::min<size_t>(n, buf.size()));
         c_.arrived = true;
-        cv_.notify_all();
+        cv_.NotifyAll();
     }
     std::vector<uint8_t> buf;
 
 private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    Completion c_;
+    util::Mutex mu_;  // cv_ signals c_.arrived
+    util::CondVar cv_;
+    Completion c_ GUARDED_BY(mu_);
 };
 
 // One host connection (what a TCP connection is to the transport).

@@ -9,13 +9,13 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "block/file-fault.h"
 #include "block/qcow2/qcow2.h"
+#include "util/mutex.h"
 
 namespace qzns::qcow2 {
 namespace {
@@ -148,7 +148,7 @@ TEST(Qcow2Concurrency, ParallelWritersLeaveAValidConsistentImage) {
 
     std::vector<ThreadLog> logs(kThreads);
     std::atomic<int> failures{0};
-    std::mutex err_mu;
+    util::Mutex err_mu;  // guards first_error (a local: GUARDED_BY takes members only)
     std::string first_error;
     auto worker = [&](int t) {
         std::mt19937_64 rng(t + 1);
@@ -157,7 +157,7 @@ TEST(Qcow2Concurrency, ParallelWritersLeaveAValidConsistentImage) {
         std::vector<uint8_t> buf;
         auto fail = [&](const std::string& what, const Status& st) {
             failures++;
-            std::lock_guard<std::mutex> lk(err_mu);
+            util::MutexLock lk(err_mu);
             if (first_error.empty()) first_error = what + ": " + st.message();
         };
         for (int i = 0; i < 300; i++) {

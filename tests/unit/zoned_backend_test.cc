@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -19,6 +18,7 @@
 #include "block/block-backend.h"
 #include "block/file-fault.h"
 #include "block/qcow2/qcow2.h"
+#include "util/mutex.h"
 
 namespace qzns {
 namespace {
@@ -759,11 +759,11 @@ TEST(ZonedBackend, ZoneDescriptorExtensionSurvivesReopen) {
 TEST(ZonedBackend, InjectedZoneFaultPersistsAndNotifies) {
     Disk d(ZnsGeo());
     std::vector<uint32_t> changed;
-    std::mutex mu;
+    util::Mutex mu;  // guards changed (a local: GUARDED_BY takes members only)
     {
         auto b = d.Open();
         b->SetZoneChangedCallback([&](uint32_t z) {
-            std::lock_guard<std::mutex> lk(mu);
+            util::MutexLock lk(mu);
             changed.push_back(z);
         });
         ASSERT_OK(WriteP(*b, ZoneStart(kConv + 1), 8192, 6));
@@ -867,7 +867,7 @@ TEST(ZonedBackend, ConcurrentAppendsGetDistinctContiguousLbas) {
     constexpr int kThreads = 8, kPerThread = 32;
     constexpr uint64_t kLen = 4096;  // 8 * 32 * 4K = 1 MiB = the whole zone
     const uint64_t zs = uint64_t{kConv} << 20;
-    std::mutex mu;
+    util::Mutex mu;  // guards where (a local: GUARDED_BY takes members only)
     std::map<uint64_t, uint32_t> where;  // offset -> tag
     std::atomic<int> failures{0};
     std::vector<std::thread> th;
@@ -882,7 +882,7 @@ TEST(ZonedBackend, ConcurrentAppendsGetDistinctContiguousLbas) {
                     failures++;
                     continue;
                 }
-                std::lock_guard<std::mutex> lk(mu);
+                util::MutexLock lk(mu);
                 EXPECT_TRUE(where.emplace(r.value, tag).second) << "offset handed out twice: " << r.value;
             }
         });
@@ -990,7 +990,7 @@ TEST(ZonedBackend, ConcurrentAppendsAcrossZonesWithFlushes) {
     g.max_append_bytes = 0;
     Disk d(g, 8 * 512 * kK, 4096);
     auto b = d.Open();
-    std::mutex mu;
+    util::Mutex mu;  // guards where (a local: GUARDED_BY takes members only)
     std::map<uint64_t, uint64_t> where;  // offset -> tag
     std::atomic<bool> stop{false};
     std::thread flusher([&] {
@@ -1006,7 +1006,7 @@ TEST(ZonedBackend, ConcurrentAppendsAcrossZonesWithFlushes) {
                 for (uint64_t k = 0; k < 4096; k += 8) std::memcpy(&buf[k], &tag, 8);
                 BlkResult r = b->Append(uint64_t{z} * 512 * kK, buf.data(), 4096, false);
                 ASSERT_TRUE(r.ok()) << r.message();
-                std::lock_guard<std::mutex> lk(mu);
+                util::MutexLock lk(mu);
                 where[r.value] = tag;
             }
         });

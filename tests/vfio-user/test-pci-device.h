@@ -5,11 +5,11 @@
 
 #include <atomic>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include "hw/vfio-user/device.h"
 #include "hw/vfio-user/pci-config.h"
+#include "util/mutex.h"
 
 namespace qzns::vfu::testing {
 
@@ -33,10 +33,16 @@ public:
 
     RegionDesc Region(uint32_t index) const override {
         RegionDesc d;
-        if (index == kPciConfigRegionIndex) d.size = cfg_.size();
-        else if (index == 0) d.size = kBar0Size;
-        else if (index == 4) d.size = kBar4Size;
-        else return d;
+        if (index == kPciConfigRegionIndex) {
+            util::MutexLock lk(mu_);
+            d.size = cfg_.size();
+        } else if (index == 0) {
+            d.size = kBar0Size;
+        } else if (index == 4) {
+            d.size = kBar4Size;
+        } else {
+            return d;
+        }
         d.flags = kRegionFlagRead | kRegionFlagWrite;
         if (index == 0 && mmap_fd_ >= 0) {
             d.mmap_fd = mmap_fd_;
@@ -51,7 +57,7 @@ public:
         return {};
     }
     Status RegionRead(uint32_t index, uint64_t offset, std::span<uint8_t> data) override {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         if (index == kPciConfigRegionIndex) cfg_.Read(offset, data);
         else if (index == 0) std::memcpy(data.data(), bar0_.data() + offset, data.size());
         else std::memset(data.data(), 0, data.size());  // PBA: nothing pending
@@ -59,14 +65,14 @@ public:
         return Status::Ok();
     }
     Status RegionWrite(uint32_t index, uint64_t offset, std::span<const uint8_t> data) override {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         if (index == kPciConfigRegionIndex) cfg_.Write(offset, data);
         else if (index == 0) std::memcpy(bar0_.data() + offset, data.data(), data.size());
         writes++;
         return Status::Ok();
     }
     void Reset() override {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         resets++;
         std::fill(bar0_.begin(), bar0_.end(), 0);
         cfg_.Reset();
@@ -83,16 +89,16 @@ public:
     IrqSink* irq() const { return irq_; }
     // Read from the test thread while the server thread may reset the device: under the lock.
     bool bus_master() const {
-        std::lock_guard lk(mu_);
+        util::MutexLock lk(mu_);
         return cfg_.bus_master();
     }
 
     std::atomic<int> reads{0}, writes{0}, resets{0}, unmaps{0}, irq_changes{0};
 
 private:
-    mutable std::mutex mu_;
-    PciConfigSpace cfg_;
-    std::vector<uint8_t> bar0_;
+    mutable util::Mutex mu_;
+    PciConfigSpace cfg_ GUARDED_BY(mu_);
+    std::vector<uint8_t> bar0_ GUARDED_BY(mu_);
     int mmap_fd_ = -1;
     std::atomic<DmaSpace*> dma_{nullptr};
     std::atomic<IrqSink*> irq_{nullptr};

@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -18,6 +17,7 @@
 
 #include "block/block-backend.h"
 #include "tools/img/img-common.h"
+#include "util/mutex.h"
 #include "util/options.h"
 #include "util/size.h"
 
@@ -60,31 +60,40 @@ public:
     // Returns the first error, if any.
     Status Run() {
         size_t workers = std::max<uint32_t>(1, o_.depth);
-        if (o_.zoned == ZonedMode::kSeq) {
-            // One zone per worker, never two workers in a zone (writes must arrive in wp order).
-            uint32_t seq = b_.nr_zones() - b_.nr_conv_zones();
-            uint32_t limit = b_.max_active_zones() ? b_.max_active_zones() : b_.max_open_zones();
-            workers = std::min<size_t>({workers, seq, limit ? limit : seq});
-            next_zone_ = b_.nr_conv_zones();
-        } else if (o_.zoned == ZonedMode::kAppend) {
-            cur_zone_ = b_.nr_conv_zones();
+        {
+            // No worker runs yet; the lock keeps every access to the zone cursors under it.
+            util::MutexLock lk(mu_);
+            if (o_.zoned == ZonedMode::kSeq) {
+                // One zone per worker, never two workers in a zone (writes must arrive in wp order).
+                uint32_t seq = b_.nr_zones() - b_.nr_conv_zones();
+                uint32_t limit = b_.max_active_zones() ? b_.max_active_zones() : b_.max_open_zones();
+                workers = std::min<size_t>({workers, seq, limit ? limit : seq});
+                next_zone_ = b_.nr_conv_zones();
+            } else if (o_.zoned == ZonedMode::kAppend) {
+                cur_zone_ = b_.nr_conv_zones();
+            }
         }
         workers = std::min<size_t>(workers, std::max<uint64_t>(o_.count, 1));
         std::vector<std::thread> th;
         for (size_t i = 0; i < workers; i++) th.emplace_back([this, i] { Worker(i); });
         for (auto& t : th) t.join();
-        if (error_.ok() && o_.write) {
+        Status error;
+        {
+            util::MutexLock lk(mu_);
+            error = error_;
+        }
+        if (error.ok() && o_.write) {
             BlkResult r = b_.Flush();
             if (!r.ok()) return Status::Error(EIO, "flush failed: " + r.message());
         }
-        return error_;
+        return error;
     }
 
     uint64_t resets() const { return resets_; }
 
 private:
     void SetError(const std::string& msg) {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         if (error_.ok()) error_ = Status::Error(EIO, msg);
         stop_ = true;
     }
@@ -135,7 +144,7 @@ private:
 
     // Hands out the next sequential zone, reset first when it holds data.
     bool ClaimZone(uint32_t* z) {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         uint32_t first = b_.nr_conv_zones(), n = b_.nr_zones();
         for (uint32_t tries = 0; tries < n - first; tries++) {
             uint32_t cand = next_zone_;
@@ -158,7 +167,7 @@ private:
     }
 
     void ReleaseZone(uint32_t z) {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         busy_[z] = false;
     }
 
@@ -194,7 +203,7 @@ private:
                 uint32_t z;
                 uint64_t gen;
                 {
-                    std::lock_guard<std::mutex> lk(mu_);
+                    util::MutexLock lk(mu_);
                     z = cur_zone_;
                     gen = zone_gen_;
                 }
@@ -211,7 +220,7 @@ private:
 
     // Moves every appender to the next zone (once per generation), resetting it if needed.
     void NextAppendZone(uint64_t seen_gen) {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         if (zone_gen_ != seen_gen) return;
         uint32_t first = b_.nr_conv_zones(), n = b_.nr_zones();
         auto zi = b_.GetZone(cur_zone_);
@@ -236,12 +245,12 @@ private:
     std::atomic<uint64_t> issued_{0}, completed_{0};
     std::atomic<bool> stop_{false};
     std::atomic<uint64_t> resets_{0};
-    std::mutex mu_;
-    Status error_;
-    uint32_t next_zone_ = 0;
-    std::vector<bool> busy_;
-    uint32_t cur_zone_ = 0;
-    uint64_t zone_gen_ = 0;
+    util::Mutex mu_;
+    Status error_ GUARDED_BY(mu_);
+    uint32_t next_zone_ GUARDED_BY(mu_) = 0;  // seq mode: where ClaimZone looks next
+    std::vector<bool> busy_ GUARDED_BY(mu_);  // seq mode: zones claimed by a worker
+    uint32_t cur_zone_ GUARDED_BY(mu_) = 0;   // append mode: the zone every worker appends to
+    uint64_t zone_gen_ GUARDED_BY(mu_) = 0;   // append mode: bumped on each move to a new zone
 };
 
 Result<uint64_t> Num(const std::string& opt, const std::string& v, bool size) {
