@@ -69,8 +69,7 @@ private:
 
 Result<std::unique_ptr<BlockBackend>> BlockBackend::OpenDriver(std::unique_ptr<BlockDriver> drv,
                                                                bool persist_zones) {
-    auto* q = dynamic_cast<qcow2::Image*>(drv.get());
-    if (q && q->zoned()) return OpenZonedBackend(std::move(drv), persist_zones);
+    if (drv->zoned_store()) return OpenZonedBackend(std::move(drv), persist_zones);
     return std::unique_ptr<BlockBackend>(std::make_unique<PlainBackend>(std::move(drv)));
 }
 

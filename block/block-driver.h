@@ -13,6 +13,8 @@
 
 namespace qzns {
 
+class ZonedStore;
+
 // Where a run of guest bytes lives, for `qzns-img map` and convert's sparseness.
 struct BlockStatus {
     uint64_t bytes = 0;          // length of the run with identical status, starting at the query
@@ -41,6 +43,8 @@ public:
     virtual Result<BlockStatus> GetStatus(uint64_t off, uint64_t len) = 0;
     // Persists everything and marks the image clean. The driver is unusable afterwards.
     virtual Status Close() = 0;
+    // The zone metadata the format stores (block/zoned/zoned-store.h), or null.
+    virtual ZonedStore* zoned_store() { return nullptr; }
 };
 
 struct OpenOptions {

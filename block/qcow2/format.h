@@ -114,7 +114,8 @@ struct SnapshotHeader {
 static_assert(sizeof(SnapshotHeader) == 40);
 
 // ---- qzns zoned extension (docs/interop/qcow2-zoned.rst) ----
-enum class ZonedProfile : uint8_t { kZns = 1, kZbc = 2 };
+// The profile byte on disk (the zoned layer's ZonedProfile has its own values).
+enum class ZonedProfileCode : uint8_t { kZns = 1, kZbc = 2 };
 constexpr uint32_t kZonedExtVersion = 1;
 constexpr uint8_t kZonedFlagInUse = 1u << 0;  // set while a writer has the image open
 

@@ -282,9 +282,14 @@ private:
                 if (s == ZoneState::kImplicitOpen || s == ZoneState::kExplicitOpen) open++;
                 if (s == ZoneState::kImplicitOpen || s == ZoneState::kExplicitOpen || s == ZoneState::kClosed) active++;
                 if (s == ZoneState::kReadOnly || s == ZoneState::kOffline) continue;
-                // Allocated clusters wholly past the wp hold stale data nobody can read.
+                // Allocated clusters wholly past the wp hold stale data nobody can read, except
+                // in a zone-linear extent: it stays mapped by design, and past the wp it was
+                // zeroed (by reset, or by the zoned layer's recovery after a crash).
                 uint64_t from = ((w.wp() * 512) + cs_ - 1) / cs_ * cs_;
                 uint64_t to = (start + zs) * 512;
+                QZNS_ASSIGN(ZoneExtent ext, img_.MapZone(z, false));
+                if (ext.kind == ZoneExtent::Kind::kLinear)
+                    from = std::max(from, start * 512 + (cap * 512 + cs_ - 1) / cs_ * cs_);
                 for (uint64_t pos = from; pos < to;) {
                     QZNS_ASSIGN(BlockStatus bs, img_.GetStatus(pos, to - pos));
                     if (bs.data) res_.stale_zone_clusters += (bs.bytes + cs_ - 1) / cs_;

@@ -44,7 +44,8 @@ Status Create(std::unique_ptr<File> file, const CreateOptions& opts) {
         uint64_t zded_off = zded_size ? table_off + table_size : 0;
         area_end = table_off + table_size + zded_size;
         zext.version.set(kZonedExtVersion);
-        zext.profile = static_cast<uint8_t>(zoned->profile);
+        zext.profile = static_cast<uint8_t>(zoned->profile == ZonedProfile::kZbc ? ZonedProfileCode::kZbc
+                                                                                  : ZonedProfileCode::kZns);
         zext.zone_size.set(zoned->zone_size);
         zext.zone_capacity.set(zoned->zone_capacity);
         zext.nr_zones.set(zoned->nr_zones);
@@ -159,6 +160,12 @@ Status Create(std::unique_ptr<File> file, const CreateOptions& opts) {
             std::lock_guard<std::mutex> lk(opened->mu_);
             TablePtr t;
             QZNS_TRY(opened->LoadL2(i, true, &t));
+        }
+        // Zoned: every sequential zone gets its linear extent now, in zone order, so no write
+        // ever allocates (qcow2-zone-extent.cc).
+        if (opts.zoned) {
+            for (uint32_t z = opts.zoned->nr_conv_zones; z < opened->zoned()->nr_zones; z++)
+                QZNS_TRY(opened->MapZone(z, true).status());
         }
     } else if (opts.preallocation == "falloc" || opts.preallocation == "full") {
         std::vector<uint8_t> zeros(1 << 20, 0);

@@ -107,9 +107,9 @@ Status Image::ParseZonedExtension(const uint8_t* data, uint32_t len) {
         return Status::Error(ENOTSUP, "zoned extension version " + Str(z.version.get()) +
                                           " is not supported (this qzns reads version 1)");
     ZonedGeometry g;
-    if (z.profile != static_cast<uint8_t>(ZonedProfile::kZns) && z.profile != static_cast<uint8_t>(ZonedProfile::kZbc))
-        return Status::Error(EINVAL, "zoned extension has an unknown profile " + Str(z.profile));
-    g.profile = static_cast<ZonedProfile>(z.profile);
+    if (z.profile == static_cast<uint8_t>(ZonedProfileCode::kZns)) g.profile = ZonedProfile::kZns;
+    else if (z.profile == static_cast<uint8_t>(ZonedProfileCode::kZbc)) g.profile = ZonedProfile::kZbc;
+    else return Status::Error(EINVAL, "zoned extension has an unknown profile " + Str(z.profile));
     g.zone_size = z.zone_size.get();
     g.zone_capacity = z.zone_capacity.get();
     g.nr_conv_zones = z.nr_conv_zones.get();

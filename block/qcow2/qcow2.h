@@ -32,20 +32,13 @@
 #include "block/qcow2/format.h"
 #include "block/qcow2/qcow2-cache.h"
 #include "block/zoned/zone-state-machine.h"
+#include "block/zoned/zoned-store.h"
 
 namespace qzns::qcow2 {
 
-struct ZonedGeometry {
-    ZonedProfile profile = ZonedProfile::kZns;
-    uint64_t zone_size = 0;      // bytes
-    uint64_t zone_capacity = 0;  // bytes
-    uint32_t nr_zones = 0;
-    uint32_t nr_conv_zones = 0;
-    uint32_t max_open_zones = 0;    // 0 = no limit
-    uint32_t max_active_zones = 0;  // 0 = no limit
-    uint32_t max_append_bytes = 0;
-    uint32_t zd_extension_size = 0;
-};
+// The zoned geometry is the zoned layer's (block/zoned/zoned-store.h); qcow2 stores it.
+using qzns::ZonedGeometry;
+using qzns::ZonedProfile;
 
 // The state machine's view of one zone of a geometry (sectors).
 ZoneGeometry ZoneGeometryOf(const ZonedGeometry& g, uint32_t zone);
@@ -117,7 +110,7 @@ struct ImageInfo {
     bool foreign_writer = false;  // our autoclear bit was found cleared
 };
 
-class Image final : public BlockDriver {
+class Image final : public BlockDriver, public ZonedStore {
 public:
     // `backing` is the already-opened backing image, or null.
     struct OpenFlags {
@@ -147,16 +140,26 @@ public:
     File& file() { return *file_; }
     uint32_t cluster_size() const { return cluster_size_; }
 
-    // ---- zoned metadata (qcow2-zoned.cc) ----
+    // ---- zoned metadata (qcow2-zoned.cc; the ZonedStore seam, block/zoned/zoned-store.h) ----
     const std::optional<ZonedGeometry>& zoned() const { return info_.zoned; }
+    ZonedStore* zoned_store() override { return info_.zoned ? this : nullptr; }
+    const ZonedGeometry& zoned_geometry() const override { return *info_.zoned; }
+    const std::string& zoned_problem() const override { return info_.zoned_problem; }
     // Zone words, host-endian. Written in place (the tables are preallocated); durable after
     // the next Flush().
-    Status ReadZoneWords(uint32_t first, uint32_t count, uint64_t* out);
-    Status WriteZoneWords(uint32_t first, uint32_t count, const uint64_t* in);
-    Status ReadZded(uint32_t zone, void* buf);
-    Status WriteZded(uint32_t zone, const void* buf);
+    Status ReadZoneWords(uint32_t first, uint32_t count, uint64_t* out) override;
+    Status WriteZoneWords(uint32_t first, uint32_t count, const uint64_t* in) override;
+    Status ReadZded(uint32_t zone, void* buf) override;
+    Status WriteZded(uint32_t zone, const void* buf) override;
     // False when the last writer died without closing the image.
-    bool zoned_clean_at_open() const { return !info_.zoned_in_use; }
+    bool zoned_clean_at_open() const override { return !info_.zoned_in_use; }
+
+    // ---- zone-linear extents (qcow2-zone-extent.cc) ----
+    Result<ZoneExtent> MapZone(uint32_t zone, bool allocate) override;
+    Status ReadExtent(uint64_t host, void* buf, uint64_t len) override;
+    Status WriteExtent(uint64_t host, const void* buf, uint64_t len) override;
+    Status ZeroExtent(uint64_t host, uint64_t len) override;
+    uint32_t allocation_unit() const override { return cluster_size_; }
 
     // ---- check (qcow2-check.cc) ----
     Result<CheckResult> Check(RepairMode mode);

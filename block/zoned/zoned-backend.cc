@@ -8,16 +8,22 @@
 // held only to decide and record, never across I/O. Writes and appends get their LBA under the
 // lock (so appends to one zone are assigned atomically and in order) and then run in parallel.
 // A zone's persisted wp is the lowest start of its writes still in flight, never beyond.
+//
+// Data of a sequential zone lives in one linear host extent where the format offers it
+// (ZonedStore::MapZone, allocated at the zone's first write): reads and writes then go straight
+// to extent + offset, and a reset zeroes the extent in one call. Zones an older image stored
+// cluster by cluster keep going through the driver until a reset empties them.
 #include "block/zoned/zoned-backend.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
 #include <unordered_map>
 
-#include "block/qcow2/qcow2.h"
+#include "block/zoned/zoned-store.h"
 
 namespace qzns {
 namespace {
@@ -30,13 +36,13 @@ std::string ZoneMsg(uint32_t z, ZoneError e) {
 
 class ZonedBackend final : public BlockBackend {
 public:
-    ZonedBackend(std::unique_ptr<BlockDriver> drv, qcow2::Image* img, bool persist)
-        : drv_(std::move(drv)), img_(img), persist_(persist) {
-        const qcow2::ZonedGeometry& g = *img_->zoned();
+    ZonedBackend(std::unique_ptr<BlockDriver> drv, ZonedStore* store, bool persist)
+        : drv_(std::move(drv)), store_(store), persist_(persist) {
+        const ZonedGeometry& g = store_->zoned_geometry();
         geo_ = g;
         zs_ = g.zone_size / kSector;
         cap_ = g.zone_capacity / kSector;
-        limits_.profile = g.profile == qcow2::ZonedProfile::kZbc ? ZonedProfile::kZbc : ZonedProfile::kZns;
+        limits_.profile = g.profile;
         limits_.max_open = g.max_open_zones;
         limits_.max_active = g.max_active_zones;
         limits_.max_append = g.max_append_bytes / kSector;
@@ -72,7 +78,7 @@ public:
     BlkResult SetZoneDescExt(uint64_t zone_start, const void* data) override;
     Result<ZoneInfo> GetZone(uint32_t zone) override;
     Result<std::vector<ZoneInfo>> ReportZones(uint64_t off, uint32_t max) override;
-    Status ReadZoneDescExt(uint32_t zone, void* buf) override { return img_->ReadZded(zone, buf); }
+    Status ReadZoneDescExt(uint32_t zone, void* buf) override { return store_->ReadZded(zone, buf); }
     BlkResult InjectZoneFault(uint32_t zone, ZoneState state) override;
     void SetZoneChangedCallback(std::function<void(uint32_t)> cb) override {
         std::lock_guard<std::mutex> lk(mu_);
@@ -98,6 +104,41 @@ private:
     ZoneWord PersistableWord(uint32_t z) const;
     ZoneInfo InfoOf(uint32_t z) const;
 
+    // Extent of zone z: a host offset (linear), kGeneric (through the driver) or kUnmapped.
+    // Resolved through the format outside mu_ and cached once known.
+    static constexpr uint64_t kGeneric = 0;
+    static constexpr uint64_t kUnmapped = ~uint64_t{0};
+    Result<uint64_t> ZoneExtentOf(uint32_t z, bool allocate);
+    static bool IsLinear(uint64_t ext) { return ext != kGeneric && ext != kUnmapped; }
+    Status ReadData(uint32_t z, uint64_t off, void* buf, uint64_t len);
+    Status WriteData(uint32_t z, uint64_t off, const void* buf, uint64_t len);
+    // Zone management that frees a zone's data marks it busy until the data is gone, so a write
+    // the new wp allows cannot land before the hole punch that would erase it.
+    void WaitZoneIdle(std::unique_lock<std::mutex>& lk, uint32_t z);
+    void ReleaseBusy(const std::vector<uint32_t>& zones);
+    // The zones one management command holds busy; released when it ends, however it ends.
+    // A command waits for busy zones only before it marks any, so two never wait on each other.
+    class BusyZones {
+    public:
+        explicit BusyZones(ZonedBackend* be) : be_(be) {}
+        ~BusyZones() { Release(); }
+        // mu_ held.
+        void Mark(uint32_t z) {
+            if (be_->busy_[z]) return;
+            be_->busy_[z] = true;
+            be_->busy_count_++;
+            zones_.push_back(z);
+        }
+        // mu_ not held.
+        void Release() {
+            be_->ReleaseBusy(zones_);
+            zones_.clear();
+        }
+    private:
+        ZonedBackend* be_;
+        std::vector<uint32_t> zones_;
+    };
+
     BlkResult WriteCommon(uint64_t off, const void* buf, uint64_t len, bool fua);
     BlkResult FinishWrite(uint32_t z, uint64_t slba, Status st, bool fua);
     Status DiscardRange(uint64_t begin_sector, uint64_t end_sector, bool zero_partial);
@@ -105,9 +146,9 @@ private:
     Status WriteWords(const std::vector<uint32_t>& zones, const std::vector<uint64_t>& snapshot);
 
     std::unique_ptr<BlockDriver> drv_;
-    qcow2::Image* img_;
+    ZonedStore* store_;
     bool persist_;
-    qcow2::ZonedGeometry geo_;
+    ZonedGeometry geo_;
     uint64_t zs_ = 0, cap_ = 0;  // sectors
     ZoneLimits limits_;
 
@@ -121,6 +162,12 @@ private:
     std::unordered_map<uint32_t, uint64_t> implicit_tick_;
     std::unordered_map<uint32_t, std::multiset<uint64_t>> inflight_;  // zone -> write start sectors
     std::function<void(uint32_t)> changed_cb_;
+    // Per zone: kUnmapped until resolved (an unmapped zone is asked again), kGeneric, or the host
+    // offset of its linear extent (never changes once set).
+    std::vector<uint64_t> extent_;
+    std::vector<bool> busy_;
+    size_t busy_count_ = 0;
+    std::condition_variable zone_idle_cv_;
 
     std::mutex flush_mu_;  // one flush at a time
 };
@@ -128,7 +175,9 @@ private:
 Status ZonedBackend::Init() {
     uint32_t n = geo_.nr_zones;
     words_.resize(n);
-    QZNS_TRY(img_->ReadZoneWords(0, n, words_.data()));
+    QZNS_TRY(store_->ReadZoneWords(0, n, words_.data()));
+    extent_.assign(n, kUnmapped);
+    busy_.assign(n, false);
     for (uint32_t z = 0; z < n; z++) {
         Status st = ValidateZoneWord(ZoneWord{words_[z]}, Geo(z));
         if (!st.ok())
@@ -136,7 +185,7 @@ Status ZonedBackend::Init() {
                                               "; run 'qzns-img check -r all'");
     }
     dirty_.assign(n, false);
-    bool clean = img_->zoned_clean_at_open();
+    bool clean = store_->zoned_clean_at_open();
     bool writable = !drv_->read_only();
     // A restart is a power cycle for the zones: opened zones come back Closed (or Empty).
     for (uint32_t z = geo_.nr_conv_zones; z < n; z++) {
@@ -267,7 +316,7 @@ BlkResult ZonedBackend::Read(uint64_t off, void* buf, uint64_t len) {
     for (const Piece& p : pieces) {
         uint8_t* dst = out + (p.off - off);
         if (p.readable) {
-            Status st = drv_->Read(p.off, dst, p.readable);
+            Status st = ReadData(ZoneOfSector(p.off / kSector), p.off, dst, p.readable);
             if (!st.ok()) return BlkResult::Io(st);
         }
         std::memset(dst + p.readable, 0, p.len - p.readable);
@@ -285,7 +334,7 @@ BlkResult ZonedBackend::WriteCommon(uint64_t off, const void* buf, uint64_t len,
     uint64_t slba = off / kSector, nlb = len / kSector;
     uint32_t z = ZoneOfSector(slba);
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        std::unique_lock<std::mutex> lk(mu_);
         if (IsConv(z)) {
             // Conventional zones behave as a plain disk, possibly across several of them.
             for (uint32_t cz = z; uint64_t{cz} * zs_ < slba + nlb; cz++) {
@@ -300,6 +349,7 @@ BlkResult ZonedBackend::WriteCommon(uint64_t off, const void* buf, uint64_t len,
                     return BlkResult::Zone(ZoneError::kZoneIsOffline, ZoneMsg(cz, ZoneError::kZoneIsOffline));
             }
         } else {
+            WaitZoneIdle(lk, z);
             ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::Write(slba, nlb));
             if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
             if (d.plan.close_one_implicit_open) {
@@ -310,12 +360,12 @@ BlkResult ZonedBackend::WriteCommon(uint64_t off, const void* buf, uint64_t len,
             inflight_[z].insert(slba);
         }
     }
-    Status st = buf ? drv_->Write(off, buf, len) : drv_->WriteZeroes(off, len, false);
     if (IsConv(z)) {
+        Status st = buf ? drv_->Write(off, buf, len) : drv_->WriteZeroes(off, len, false);
         if (st.ok() && fua) return Flush();
         return st.ok() ? BlkResult::Ok() : BlkResult::Io(st);
     }
-    return FinishWrite(z, slba, std::move(st), fua);
+    return FinishWrite(z, slba, WriteData(z, off, buf, len), fua);
 }
 
 BlkResult ZonedBackend::FinishWrite(uint32_t z, uint64_t slba, Status st, bool fua) {
@@ -341,9 +391,10 @@ BlkResult ZonedBackend::Append(uint64_t zone_start, const void* buf, uint64_t le
     uint32_t z = ZoneOfSector(zslba);
     uint64_t lba;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        std::unique_lock<std::mutex> lk(mu_);
         ZoneError e = CheckZoneStartLba(Geo(z), zslba);
         if (e != ZoneError::kNone) return BlkResult::Zone(e, "zone append must name the first LBA of a zone");
+        WaitZoneIdle(lk, z);
         ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::Append(len / kSector));
         if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
         if (d.plan.close_one_implicit_open) {
@@ -354,8 +405,7 @@ BlkResult ZonedBackend::Append(uint64_t zone_start, const void* buf, uint64_t le
         lba = d.plan.assigned_lba;
         inflight_[z].insert(lba);
     }
-    Status st = drv_->Write(lba * kSector, buf, len);
-    BlkResult r = FinishWrite(z, lba, std::move(st), fua);
+    BlkResult r = FinishWrite(z, lba, WriteData(z, lba * kSector, buf, len), fua);
     if (r.ok()) r.value = lba * kSector;
     return r;
 }
@@ -374,17 +424,87 @@ BlkResult ZonedBackend::Discard(uint64_t off, uint64_t len) {
 
 Status ZonedBackend::DiscardRange(uint64_t begin, uint64_t end, bool zero_partial) {
     if (end <= begin) return Status::Ok();
+    uint32_t z = ZoneOfSector(begin);
     uint64_t b = begin * kSector, e = end * kSector;
-    if (!zero_partial) return drv_->Discard(b, e - b);
-    // Whole clusters are simply dropped (they then read as zeros); partial clusters at either
-    // end get zeros written, since their other bytes may be live or become readable.
-    uint64_t cs = img_->cluster_size();
-    uint64_t mid_b = std::min(e, (b + cs - 1) / cs * cs);
-    uint64_t mid_e = std::max(mid_b, e / cs * cs);
-    if (mid_b > b) QZNS_TRY(drv_->WriteZeroes(b, mid_b - b, true));
-    if (mid_e > mid_b) QZNS_TRY(drv_->Discard(mid_b, mid_e - mid_b));
-    if (e > mid_e) QZNS_TRY(drv_->WriteZeroes(mid_e, e - mid_e, true));
+    if (!IsConv(z)) {
+        QZNS_ASSIGN(uint64_t ext, ZoneExtentOf(z, false));
+        if (ext == kUnmapped) return Status::Ok();  // nothing stored: reads as zeros already
+        if (IsLinear(ext)) {
+            // One call, whatever the range: the extent stays mapped and reads as zeros.
+            uint64_t unit = store_->allocation_unit();
+            uint64_t zb = Geo(z).zslba * kSector;
+            uint64_t ext_len = (cap_ * kSector + unit - 1) / unit * unit;
+            uint64_t rb = b - zb, re = std::min(e - zb, ext_len);
+            return re > rb ? store_->ZeroExtent(ext + rb, re - rb) : Status::Ok();
+        }
+    }
+    if (!zero_partial) {
+        QZNS_TRY(drv_->Discard(b, e - b));
+    } else {
+        // Whole clusters are simply dropped (they then read as zeros); partial clusters at
+        // either end get zeros written, since their other bytes may be live or become readable.
+        uint64_t cs = store_->allocation_unit();
+        uint64_t mid_b = std::min(e, (b + cs - 1) / cs * cs);
+        uint64_t mid_e = std::max(mid_b, e / cs * cs);
+        if (mid_b > b) QZNS_TRY(drv_->WriteZeroes(b, mid_b - b, true));
+        if (mid_e > mid_b) QZNS_TRY(drv_->Discard(mid_b, mid_e - mid_b));
+        if (e > mid_e) QZNS_TRY(drv_->WriteZeroes(mid_e, e - mid_e, true));
+    }
+    if (!IsConv(z)) {
+        // A scattered zone emptied this way may now be unmapped: its next first write can
+        // give it a linear extent.
+        std::lock_guard<std::mutex> lk(mu_);
+        if (extent_[z] == kGeneric) extent_[z] = kUnmapped;
+    }
     return Status::Ok();
+}
+
+Result<uint64_t> ZonedBackend::ZoneExtentOf(uint32_t z, bool allocate) {
+    if (IsConv(z)) return kGeneric;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (extent_[z] != kUnmapped) return extent_[z];
+    }
+    // The format may allocate or read L2 tables here: not under mu_. Two callers racing for one
+    // zone get the same answer (the format serialises them).
+    QZNS_ASSIGN(ZoneExtent e, store_->MapZone(z, allocate));
+    uint64_t v = e.kind == ZoneExtent::Kind::kLinear      ? e.host
+                 : e.kind == ZoneExtent::Kind::kScattered ? kGeneric
+                                                          : kUnmapped;
+    std::lock_guard<std::mutex> lk(mu_);
+    if (extent_[z] == kUnmapped) extent_[z] = v;
+    return extent_[z];
+}
+
+Status ZonedBackend::ReadData(uint32_t z, uint64_t off, void* buf, uint64_t len) {
+    QZNS_ASSIGN(uint64_t ext, ZoneExtentOf(z, false));
+    if (ext == kUnmapped) {
+        std::memset(buf, 0, len);
+        return Status::Ok();
+    }
+    if (!IsLinear(ext)) return drv_->Read(off, buf, len);
+    return store_->ReadExtent(ext + (off - Geo(z).zslba * kSector), buf, len);
+}
+
+Status ZonedBackend::WriteData(uint32_t z, uint64_t off, const void* buf, uint64_t len) {
+    QZNS_ASSIGN(uint64_t ext, ZoneExtentOf(z, true));
+    if (!IsLinear(ext)) return buf ? drv_->Write(off, buf, len) : drv_->WriteZeroes(off, len, false);
+    uint64_t host = ext + (off - Geo(z).zslba * kSector);
+    return buf ? store_->WriteExtent(host, buf, len) : store_->ZeroExtent(host, len);
+}
+
+void ZonedBackend::WaitZoneIdle(std::unique_lock<std::mutex>& lk, uint32_t z) {
+    zone_idle_cv_.wait(lk, [&] { return !busy_[z]; });
+}
+
+void ZonedBackend::ReleaseBusy(const std::vector<uint32_t>& zones) {
+    if (zones.empty()) return;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        for (uint32_t z : zones) busy_[z] = false;
+        busy_count_ -= zones.size();
+    }
+    zone_idle_cv_.notify_all();
 }
 
 BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
@@ -402,8 +522,9 @@ BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
         bool zero;
     };
     std::vector<Range> discards;
+    BusyZones busy(this);
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        std::unique_lock<std::mutex> lk(mu_);
         auto one = [&](uint32_t z) -> ZoneError {
             ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, action);
             if (!d.ok()) return d.error;
@@ -413,10 +534,14 @@ BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
             }
             Apply(z, d.plan);
             // Finish makes [old wp, capacity) readable: it must read zeros, not stale data.
-            if (d.plan.discards())
+            if (d.plan.discards()) {
                 discards.push_back({d.plan.discard_begin, d.plan.discard_end, action.kind == ZoneActionKind::kFinish});
+                busy.Mark(z);
+            }
             return ZoneError::kNone;
         };
+        // Waiting only while holding no busy zone cannot deadlock (see BusyZones).
+        if (all) zone_idle_cv_.wait(lk, [&] { return busy_count_ == 0; });
         if (all) {
             if (action.kind == ZoneActionKind::kOpen) {
                 ZoneError e = CheckSelectAllOpen(res_, limits_);
@@ -434,6 +559,7 @@ BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
             uint32_t z = ZoneOfSector(slba);
             ZoneError e = CheckZoneStartLba(Geo(z), slba);
             if (e != ZoneError::kNone) return BlkResult::Zone(e, "the LBA is not the start of a zone");
+            WaitZoneIdle(lk, z);
             e = one(z);
             if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(z, e));
         }
@@ -452,6 +578,7 @@ BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
         Status st = DiscardRange(r.b, r.e, r.zero);
         if (!st.ok()) return BlkResult::Io(st);
     }
+    busy.Release();
     return Flush();
 }
 
@@ -472,7 +599,7 @@ BlkResult ZonedBackend::SetZoneDescExt(uint64_t zone_start, const void* data) {
         store = d.plan.store_zde;
     }
     if (store) {
-        Status st = img_->WriteZded(z, data);
+        Status st = store_->WriteZded(z, data);
         if (!st.ok()) return BlkResult::Io(st);
     }
     return Flush();
@@ -485,13 +612,18 @@ BlkResult ZonedBackend::InjectZoneFault(uint32_t z, ZoneState state) {
         return BlkResult::Io(Status::Error(EINVAL, "a zone can be made read-only or offline only"));
     std::vector<std::pair<uint64_t, uint64_t>> discards;
     std::function<void(uint32_t)> cb;
+    BusyZones busy(this);
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        std::unique_lock<std::mutex> lk(mu_);
+        WaitZoneIdle(lk, z);
         ZoneAction a = state == ZoneState::kReadOnly ? ZoneAction::MakeReadOnly() : ZoneAction::MakeOffline();
         ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, a);
         if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
         Apply(z, d.plan);
-        if (d.plan.discards()) discards.emplace_back(d.plan.discard_begin, d.plan.discard_end);
+        if (d.plan.discards()) {
+            discards.emplace_back(d.plan.discard_begin, d.plan.discard_end);
+            busy.Mark(z);
+        }
         cb = changed_cb_;
     }
     // As for Reset: the Offline word is durable before the zone's clusters are freed.
@@ -503,6 +635,7 @@ BlkResult ZonedBackend::InjectZoneFault(uint32_t z, ZoneState state) {
         Status st = DiscardRange(b, e, false);
         if (!st.ok()) return BlkResult::Io(st);
     }
+    busy.Release();
     BlkResult r = Flush();
     if (r.ok() && cb) cb(z);
     return r;
@@ -567,7 +700,7 @@ Status ZonedBackend::WriteWords(const std::vector<uint32_t>& zones, const std::v
     while (i < zones.size()) {
         size_t j = i;
         while (j + 1 < zones.size() && zones[j + 1] == zones[j] + 1) j++;
-        QZNS_TRY(img_->WriteZoneWords(zones[i], static_cast<uint32_t>(j - i + 1), &snapshot[i]));
+        QZNS_TRY(store_->WriteZoneWords(zones[i], static_cast<uint32_t>(j - i + 1), &snapshot[i]));
         i = j + 1;
     }
     return drv_->Flush();
@@ -601,11 +734,11 @@ Status ZonedBackend::Close() {
 }  // namespace
 
 Result<std::unique_ptr<BlockBackend>> OpenZonedBackend(std::unique_ptr<BlockDriver> drv, bool persist_zones) {
-    auto* img = dynamic_cast<qcow2::Image*>(drv.get());
-    if (!img || !img->zoned()) return Status::Error(EINVAL, "not a zoned image");
-    if (!img->info().zoned_problem.empty())
-        return Status::Error(EUCLEAN, "zoned metadata is invalid: " + img->info().zoned_problem);
-    auto be = std::make_unique<ZonedBackend>(std::move(drv), img, persist_zones);
+    ZonedStore* store = drv->zoned_store();
+    if (!store) return Status::Error(EINVAL, "not a zoned image");
+    if (!store->zoned_problem().empty())
+        return Status::Error(EUCLEAN, "zoned metadata is invalid: " + store->zoned_problem());
+    auto be = std::make_unique<ZonedBackend>(std::move(drv), store, persist_zones);
     QZNS_TRY(be->Init());
     return std::unique_ptr<BlockBackend>(std::move(be));
 }

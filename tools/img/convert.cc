@@ -100,6 +100,17 @@ int CmdConvert(Args& a) {
 
     auto ranges = ReadableRanges(s, sq);
     if (!ranges.ok()) return Fail(ranges.status());
+    if (zoned && dst->qcow2) {
+        // Each sequential zone with data gets its linear extent before the copy fills it, so a
+        // converted image has the layout qzns writes (whatever layout the source had).
+        const auto& g = *sq->zoned();
+        for (const Range& r : *ranges) {
+            uint32_t z = static_cast<uint32_t>(r.start / g.zone_size);
+            if (z < g.nr_conv_zones) continue;
+            auto e = dst->qcow2->MapZone(z, true);
+            if (!e.ok()) return Fail(e.status().Prefix("allocating zone " + std::to_string(z)));
+        }
+    }
     uint64_t total = 0, done = 0;
     for (const Range& r : *ranges) total += r.end - r.start;
     std::vector<uint8_t> buf(kChunk);
