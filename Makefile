@@ -103,9 +103,9 @@ fuzz: deps
 	ninja -C $(FUZZ_BUILD) block/libqzns-block.a hw/nvme/libqzns-nvme.a nvmf/libqzns-nvmf.a \
 		hw/vfio-user/libqzns_vfio_user.a
 	for t in $(FUZZ_TARGETS); do \
-		$(FUZZ_CXX) -fsanitize=fuzzer tests/fuzz/$$t.cc $(FUZZ_LIBS) -lz -pthread -o $(FUZZ_BUILD)/$$t || exit 1; \
+		$(FUZZ_CXX) -fsanitize=fuzzer tests/fuzz/$$t.cc $(FUZZ_LIBS) -lz -luring -pthread -o $(FUZZ_BUILD)/$$t || exit 1; \
 	done
-	$(FUZZ_CXX) -fsanitize=fuzzer-no-link tests/fuzz/gen-corpus.cc $(FUZZ_LIB) -lz -pthread \
+	$(FUZZ_CXX) -fsanitize=fuzzer-no-link tests/fuzz/gen-corpus.cc $(FUZZ_LIB) -lz -luring -pthread \
 		-o $(FUZZ_BUILD)/gen-corpus
 	rm -rf $(FUZZ_BUILD)/seeds && for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_BUILD)/seeds/$$t; done
 	$(FUZZ_BUILD)/gen-corpus $(FUZZ_BUILD)/seeds/fuzz-qcow2-open $(FUZZ_BUILD)/seeds/fuzz-qcow2-ops
@@ -131,7 +131,7 @@ bench: deps $(BUILD)/build.ninja
 	@$(DEPS) bench
 	ninja -C $(BUILD) tools/qzns-img tools/qzns-io storage-daemon/qzns-storage-daemon block/libqzns-block.a
 	mkdir -p $(BUILD)/bench
-	$(CXX) -std=c++20 -O2 -I. bench/scale.cc $(BUILD)/block/libqzns-block.a -lz -pthread -o $(BENCH_SCALE)
+	$(CXX) -std=c++20 -O2 -I. bench/scale.cc $(BUILD)/block/libqzns-block.a -lz -luring -pthread -o $(BENCH_SCALE)
 	$(SUDO) python3 bench/run.py --build $(BUILD)
 
 # `make install [PREFIX=/usr/local] [DESTDIR=/staging]` installs like a packaged tool:

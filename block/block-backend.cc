@@ -2,6 +2,10 @@
 // zoned layer (block/zoned/zoned-backend.cc).
 #include "block/block-backend.h"
 
+#include <cstddef>
+
+#include "util/mutex.h"
+
 #include "block/qcow2/qcow2.h"
 #include "block/zoned/zoned-backend.h"
 
@@ -59,13 +63,70 @@ public:
         return BlkResult::Io(Status::Error(ENOTSUP, "the disk has no zones"));
     }
     void SetZoneChangedCallback(std::function<void(uint32_t)>) override {}
+    AioMode aio_mode() const override { return drv_->aio_mode(); }
     Status Close() override { return drv_->Close(); }
 
 private:
     std::unique_ptr<BlockDriver> drv_;
 };
 
+// Blocking requests of every backend run here. Never destroyed: a request may still be running
+// while the process exits.
+TaskPool& BlockingPool() {
+    static TaskPool* pool = new TaskPool(8);
+    return *pool;
+}
+
 }  // namespace
+
+void BlockBackend::Submit(BlkRequest* r) { SubmitBlocking(this, r); }
+
+void BlockBackend::SubmitBlocking(BlockBackend* be, BlkRequest* r) {
+    r->backend = be;
+    r->task.run = [](PoolTask* t) {
+        auto* r = reinterpret_cast<BlkRequest*>(reinterpret_cast<char*>(t) - offsetof(BlkRequest, task));
+        BlockBackend* b = r->backend;
+        switch (r->op) {
+        case BlkOp::kRead: r->result = b->Read(r->off, r->buf, r->len); break;
+        case BlkOp::kWrite: r->result = b->Write(r->off, r->buf, r->len, r->fua); break;
+        case BlkOp::kWriteZeroes: r->result = b->WriteZeroes(r->off, r->len, r->fua); break;
+        case BlkOp::kAppend: r->result = b->Append(r->off, r->buf, r->len, r->fua); break;
+        case BlkOp::kFlush: r->result = b->Flush(); break;
+        case BlkOp::kDiscard: r->result = b->Discard(r->off, r->len); break;
+        }
+        r->done(r);
+    };
+    BlockingPool().Post(&r->task);
+}
+
+TaskPool& BlockBackend::blocking_pool() { return BlockingPool(); }
+
+void BlkWaiter::Arm(BlkRequest& r) {
+    {
+        util::MutexLock lk(mu_);
+        done_ = false;
+    }
+    r.opaque = this;
+    r.done = [](BlkRequest* q) {
+        auto* w = static_cast<BlkWaiter*>(q->opaque);
+        util::MutexLock lk(w->mu_);
+        w->done_ = true;
+        w->cv_.NotifyAll();  // under the lock: the waiter may be gone once it is released
+    };
+}
+
+BlkResult BlkWaiter::Wait(BlkRequest& r) {
+    util::MutexLock lk(mu_);
+    while (!done_) cv_.Wait(mu_);
+    return r.result;
+}
+
+BlkResult SubmitAndWait(BlockBackend& be, BlkRequest& r) {
+    BlkWaiter w;
+    w.Arm(r);
+    be.Submit(&r);
+    return w.Wait(r);
+}
 
 Result<std::unique_ptr<BlockBackend>> BlockBackend::OpenDriver(std::unique_ptr<BlockDriver> drv,
                                                                bool persist_zones) {
@@ -79,6 +140,7 @@ Result<std::unique_ptr<BlockBackend>> BlockBackend::Open(const BlockBackendOptio
     o.lock = opts.lock;
     o.direct = opts.direct;
     o.format = opts.format;
+    o.aio = opts.aio;
     QZNS_ASSIGN(auto drv, OpenImage(opts.filename, o));
     return OpenDriver(std::move(drv), opts.persist_zones);
 }

@@ -13,9 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "block/aio/aio.h"
 #include "block/block-driver.h"
 #include "block/zoned/zone-state-machine.h"
 #include "block/zoned/zone-word.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace qzns {
@@ -48,6 +50,32 @@ struct ZoneInfo {
 
 enum class ZoneMgmtOp { kOpen, kClose, kFinish, kReset, kOffline };
 
+class BlockBackend;
+
+enum class BlkOp : uint8_t { kRead, kWrite, kWriteZeroes, kAppend, kFlush, kDiscard };
+
+// An asynchronous request. The caller fills the first block, calls BlockBackend::Submit and owns
+// the request again when `done` runs — on an I/O engine or pool thread, or inside Submit when the
+// answer is known at once. `done` must not block on storage. Nothing is allocated per request.
+struct BlkRequest {
+    BlkOp op = BlkOp::kRead;
+    bool fua = false;
+    uint64_t off = 0;  // kAppend: the zone's first byte
+    uint64_t len = 0;
+    void* buf = nullptr;  // kWrite/kAppend: only read
+    void (*done)(BlkRequest* r) = nullptr;
+    void* opaque = nullptr;
+    BlkResult result = BlkResult::Ok();  // kAppend: value = byte offset written
+
+    // The backend's while the request is in flight.
+    FileIo io;
+    PoolTask task;
+    uint32_t zone = 0;
+    uint64_t slba = 0;
+    BlkRequest* next = nullptr;
+    BlockBackend* backend = nullptr;
+};
+
 struct BlockBackendOptions {
     std::string filename;
     std::string format;     // "" probes
@@ -57,6 +85,8 @@ struct BlockBackendOptions {
     // Benchmarking only: keep zone state in memory and never write it (measures the cost of
     // persistence); the image is left with its zone words from open time.
     bool persist_zones = true;
+    // File I/O engine of the image file (block/aio/aio.h).
+    AioMode aio = AioMode::kAuto;
 };
 
 class BlockBackend {
@@ -109,8 +139,38 @@ public:
     // not for host-requested changes — so the device can post a Zone Descriptor Changed event.
     virtual void SetZoneChangedCallback(std::function<void(uint32_t zone)> cb) = 0;
 
-    // Persists everything and leaves the image clean.
+    // ---- asynchronous requests ----
+    // Requests of one zone are decided (write pointer checked and advanced, append LBA
+    // assigned) in the order Submit is called, so a submitter may keep several sequential
+    // writes in flight. Flushes are grouped: one flush serves every flush submitted while it ran.
+    // The blocking methods above are equivalent to Submit + wait.
+    virtual void Submit(BlkRequest* r);
+    // How file I/O runs (chosen at open: io_uring, or threads where it is unavailable).
+    virtual AioMode aio_mode() const = 0;
+
+    // Persists everything and leaves the image clean. No request may be in flight.
     virtual Status Close() = 0;
+
+protected:
+    // Runs r's blocking equivalent on a shared pool of threads, then completes it.
+    static void SubmitBlocking(BlockBackend* be, BlkRequest* r);
+    // The shared pool, for other blocking work of a request.
+    static TaskPool& blocking_pool();
 };
+
+// Waits for one request: Arm (sets r.done and r.opaque) before Submit, then Wait.
+class BlkWaiter {
+public:
+    void Arm(BlkRequest& r);
+    BlkResult Wait(BlkRequest& r);
+
+private:
+    util::Mutex mu_;
+    util::CondVar cv_;
+    bool done_ GUARDED_BY(mu_) = false;
+};
+
+// Submits r and waits for it: for tests and tools.
+BlkResult SubmitAndWait(BlockBackend& be, BlkRequest& r);
 
 }  // namespace qzns

@@ -45,6 +45,8 @@ public:
     virtual Status Close() = 0;
     // The zone metadata the format stores (block/zoned/zoned-store.h), or null.
     virtual ZonedStore* zoned_store() { return nullptr; }
+    // How the image file's asynchronous I/O runs.
+    virtual AioMode aio_mode() const { return AioMode::kSync; }
 };
 
 struct OpenOptions {
@@ -54,6 +56,7 @@ struct OpenOptions {
     bool no_backing = false;   // do not open the backing file
     std::string format;        // "qcow2", "raw" or "" to probe
     bool check_mode = false;   // open a damaged image for `check -r`
+    AioMode aio = AioMode::kSync;  // the top image file's engine (backing files: sync)
 };
 
 // Opens a file by name with format probing (qcow2 magic, else raw) and its backing chain.

@@ -42,6 +42,7 @@ class PosixFile final : public File {
 public:
     PosixFile(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
     ~PosixFile() override {
+        engine_.reset();  // its threads go before the descriptors they use
         close(fd_);
         if (buffered_fd_ >= 0) close(buffered_fd_);
     }
@@ -162,6 +163,20 @@ public:
     }
     const std::string& name() const override { return name_; }
 
+    void Submit(FileIo* io) override {
+        if (!engine_) return File::Submit(io);
+        io->fd = io->op == FileIo::Op::kSync ? fd_ : FdFor(io->buf, io->len, io->off);
+        io->progress = 0;
+        io->file_name = &name_;
+        engine_->Submit(io);
+    }
+    AioMode aio_mode() const override { return engine_ ? engine_->mode() : AioMode::kSync; }
+
+    Status StartEngine(AioMode mode) {
+        QZNS_ASSIGN(engine_, NewIoEngine(mode));
+        return Status::Ok();
+    }
+
 private:
     int FdFor(const void* p, uint64_t len, uint64_t off) const {
         if (buffered_fd_ < 0) return fd_;
@@ -183,6 +198,8 @@ private:
     int buffered_fd_ = -1;  // direct mode only
     uint64_t dio_mem_mask_ = 0, dio_off_mask_ = 0;
     std::string name_;
+    // Requests in flight keep the file open: the owner drains them before destroying it.
+    std::unique_ptr<IoEngine> engine_;
 };
 
 }  // namespace
@@ -197,6 +214,7 @@ Result<std::unique_ptr<File>> OpenPosixFile(const std::string& path, FileOpenFla
     if (flags.lock) QZNS_TRY(file->Lock(flags.write));
     if (flags.create) QZNS_TRY(file->Truncate(0));
     if (flags.direct) QZNS_TRY(file->EnableDirect(path, flags.write));
+    if (flags.aio != AioMode::kSync) QZNS_TRY(file->StartEngine(flags.aio));
     return std::unique_ptr<File>(std::move(file));
 }
 

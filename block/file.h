@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "block/aio/aio.h"
 #include "util/status.h"
 
 namespace qzns {
@@ -26,6 +27,12 @@ public:
     // Bytes the file occupies on disk (st_blocks * 512 for a posix file).
     virtual Result<uint64_t> AllocatedBytes() = 0;
     virtual const std::string& name() const = 0;
+
+    // Asynchronous read, write or sync with Pread/Pwrite/Sync's semantics (block/aio/aio.h).
+    // Without an engine it runs in the caller and completes before returning.
+    virtual void Submit(FileIo* io);
+    // The engine Submit uses.
+    virtual AioMode aio_mode() const { return AioMode::kSync; }
 };
 
 struct FileOpenFlags {
@@ -35,6 +42,8 @@ struct FileOpenFlags {
     // Take QEMU-compatible OFD byte-range locks so a running QEMU and qzns never both write one
     // image. Off for test doubles and for `qzns-img info -U`-style forced sharing.
     bool lock = true;
+    // How Submit runs (kAuto: io_uring where the kernel allows it, else threads).
+    AioMode aio = AioMode::kSync;
 };
 
 Result<std::unique_ptr<File>> OpenPosixFile(const std::string& path, FileOpenFlags flags);

@@ -24,6 +24,7 @@ Result<std::unique_ptr<BlockDriver>> OpenChain(const std::string& path, const Op
     ff.write = opts.write;
     ff.lock = opts.lock;
     ff.direct = opts.direct;
+    ff.aio = depth == 0 ? opts.aio : AioMode::kSync;
     QZNS_ASSIGN(auto file, OpenPosixFile(path, ff));
     std::string format = opts.format;
     if (format.empty()) {

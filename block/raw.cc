@@ -15,6 +15,7 @@ public:
     const char* format_name() const override { return "raw"; }
     uint64_t size() const override { return size_; }
     bool read_only() const override { return !write_; }
+    AioMode aio_mode() const override { return file_->aio_mode(); }
 
     Status Read(uint64_t off, void* buf, uint64_t len) override {
         QZNS_TRY(Bounds(off, len));

@@ -14,7 +14,6 @@ Status BlockNodes::Add(OptionSet o) {
     if (auto f = file.Take("filename")) filename = *f;
     if (auto d = file.Take("driver"); d && *d != "file")
         return Status::Error(EINVAL, "--blockdev: file.driver must be 'file'");
-    QZNS_TRY(file.RejectUnknown("--blockdev file"));
     if (filename.empty()) return Status::Error(EINVAL, "--blockdev: file (the image's file name) is required");
     QZNS_ASSIGN(bool ro, o.TakeBool("read-only", false));
     OptionSet cache = o.TakeGroup("cache");
@@ -25,6 +24,15 @@ Status BlockNodes::Add(OptionSet o) {
     if (locking != "on" && locking != "off" && locking != "auto")
         return Status::Error(EINVAL, "--blockdev: locking must be on, off or auto");
     QZNS_ASSIGN(bool persist, o.TakeBool("x-persist-zones", true));
+    // QEMU spells it on the file node (file.aio=); qzns also takes it on the format node.
+    AioMode aio = AioMode::kAuto;
+    for (auto v : {file.Take("aio"), o.Take("aio")}) {
+        if (!v) continue;
+        auto m = ParseAioMode(*v);
+        if (!m.ok()) return m.status().Prefix("--blockdev");
+        aio = *m;
+    }
+    QZNS_TRY(file.RejectUnknown("--blockdev file"));
     QZNS_TRY(o.RejectUnknown("--blockdev"));
 
     {
@@ -38,6 +46,7 @@ Status BlockNodes::Add(OptionSet o) {
     bo.direct = direct;
     bo.lock = locking != "off";
     bo.persist_zones = persist;
+    bo.aio = aio;
     auto blk = BlockBackend::Open(bo);
     if (!blk.ok()) return blk.status().Prefix("Could not open '" + filename + "'");
     auto node = std::make_unique<BlockNode>();
@@ -105,6 +114,7 @@ Json BlockNodes::Query() const {
             .Set("file", n->filename)
             .Set("ro", n->read_only)
             .Set("zoned", n->blk->is_zoned())
+            .Set("aio", AioModeName(n->blk->aio_mode()))
             .Set("virtual-size", n->blk->size());
         arr.Push(std::move(j));
     }

@@ -139,6 +139,7 @@ public:
         j.Set("id", id_)
             .Set("type", "nvme-tcp")
             .Set("node-name", node_)
+            .Set("aio", AioModeName(bn_->blk->aio_mode()))
             .Set("shutting-down", stopped_)
             .Set("nqn", nqn_)
             .Set("addr", addr_)

@@ -102,8 +102,9 @@ Status StopEndpoint(Endpoint& ep) {
 
 class VfioUserExport final : public Export {
 public:
-    VfioUserExport(std::string id, std::string node, std::shared_ptr<Endpoint> ep, std::vector<uint32_t> nsids)
-        : id_(std::move(id)), node_(std::move(node)), ep_(std::move(ep)), nsids_(std::move(nsids)) {}
+    VfioUserExport(std::string id, std::string node, std::shared_ptr<Endpoint> ep, std::vector<uint32_t> nsids,
+                   AioMode aio)
+        : id_(std::move(id)), node_(std::move(node)), ep_(std::move(ep)), nsids_(std::move(nsids)), aio_(aio) {}
 
     const std::string& id() const override { return id_; }
     const char* type() const override { return "vfio-user"; }
@@ -115,6 +116,7 @@ public:
         j.Set("id", id_)
             .Set("type", "vfio-user")
             .Set("node-name", node_)
+            .Set("aio", AioModeName(aio_))
             .Set("shutting-down", stopped_)
             .Set("socket", ep_->socket)
             .Set("nqn", ep_->nqn)
@@ -139,6 +141,7 @@ private:
     std::string id_, node_;
     std::shared_ptr<Endpoint> ep_;
     std::vector<uint32_t> nsids_;
+    AioMode aio_;
     bool stopped_ = false;
 };
 
@@ -190,7 +193,8 @@ Result<std::unique_ptr<Export>> CreateVfioUserExport(OptionSet o, ExportContext&
     ep->users++;
     ep->nodes.push_back(bn);
     bn->users++;
-    return std::unique_ptr<Export>(std::make_unique<VfioUserExport>(id, *node_name, ep, std::move(nsids).value()));
+    return std::unique_ptr<Export>(std::make_unique<VfioUserExport>(id, *node_name, ep, std::move(nsids).value(),
+                                                                            bn->blk->aio_mode()));
 }
 
 }  // namespace qzns::daemon

@@ -10,7 +10,7 @@ set -euo pipefail
 # One list per group. A target asks for every group it runs (see the Makefile).
 declare -A GROUP=(
   # compile everything, run the unit/qtest/transport tests
-  [build]="meson ninja-build g++ pkg-config zlib1g-dev libgtest-dev"
+  [build]="meson ninja-build g++ pkg-config zlib1g-dev liburing-dev libgtest-dev"
   # the iotests: Debian's qemu-img/qemu-io as peers, pytest, socat as an off-the-shelf QMP
   # client, rsvg-convert for `qzns-img zone map -o x.png`
   [iotests]="qemu-utils python3 python3-pytest socat librsvg2-bin util-linux procps"

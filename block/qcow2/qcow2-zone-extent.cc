@@ -108,3 +108,17 @@ Status Image::ZeroExtent(uint64_t host, uint64_t len) {
 }
 
 }  // namespace qzns::qcow2
+
+namespace qzns::qcow2 {
+
+void Image::SubmitExtentIo(FileIo* io) {
+    Status st;
+    if (closed_) st = Status::Error(EBADF, "image is closed");
+    else if (io->op == FileIo::Op::kWrite) st = CheckWritable();
+    if (st.ok() && io->op != FileIo::Op::kSync && io->off < cluster_size_)
+        st = Status::Error(EINVAL, "extent I/O inside the image header (internal error)");
+    if (!st.ok()) return io->done(io, std::move(st));
+    file_->Submit(io);
+}
+
+}  // namespace qzns::qcow2

@@ -143,6 +143,7 @@ public:
     // ---- zoned metadata (qcow2-zoned.cc; the ZonedStore seam, block/zoned/zoned-store.h) ----
     const std::optional<ZonedGeometry>& zoned() const { return info_.zoned; }
     ZonedStore* zoned_store() override { return info_.zoned ? this : nullptr; }
+    AioMode aio_mode() const override { return file_->aio_mode(); }
     const ZonedGeometry& zoned_geometry() const override { return *info_.zoned; }
     const std::string& zoned_problem() const override { return info_.zoned_problem; }
     // Zone words, host-endian. Written in place (the tables are preallocated); durable after
@@ -159,6 +160,7 @@ public:
     Status ReadExtent(uint64_t host, void* buf, uint64_t len) override;
     Status WriteExtent(uint64_t host, const void* buf, uint64_t len) override;
     Status ZeroExtent(uint64_t host, uint64_t len) override;
+    void SubmitExtentIo(FileIo* io) override;
     uint32_t allocation_unit() const override { return cluster_size_; }
 
     // ---- check (qcow2-check.cc) ----

@@ -16,10 +16,8 @@
 #include "block/zoned/zoned-backend.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <set>
 #include <unordered_map>
 
@@ -49,7 +47,7 @@ public:
         limits_.zde_supported = g.zd_extension_size > 0;
     }
 
-    Status Init();
+    Status Init() NO_THREAD_SAFETY_ANALYSIS;
 
     uint64_t size() const override { return drv_->size(); }
     bool read_only() const override { return drv_->read_only(); }
@@ -81,9 +79,11 @@ public:
     Status ReadZoneDescExt(uint32_t zone, void* buf) override { return store_->ReadZded(zone, buf); }
     BlkResult InjectZoneFault(uint32_t zone, ZoneState state) override;
     void SetZoneChangedCallback(std::function<void(uint32_t)> cb) override {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         changed_cb_ = std::move(cb);
     }
+    void Submit(BlkRequest* r) override;
+    AioMode aio_mode() const override { return drv_->aio_mode(); }
     Status Close() override;
 
 private:
@@ -98,11 +98,10 @@ private:
     uint32_t ZoneOfSector(uint64_t s) const { return static_cast<uint32_t>(s / zs_); }
     bool IsConv(uint32_t z) const { return z < geo_.nr_conv_zones; }
 
-    // All below: mu_ held.
-    void Apply(uint32_t z, const ZonePlan& plan);
-    ZoneError EvictImplicitOpen(uint32_t except);
-    ZoneWord PersistableWord(uint32_t z) const;
-    ZoneInfo InfoOf(uint32_t z) const;
+    void Apply(uint32_t z, const ZonePlan& plan) REQUIRES(mu_);
+    ZoneError EvictImplicitOpen(uint32_t except) REQUIRES(mu_);
+    ZoneWord PersistableWord(uint32_t z) const REQUIRES(mu_);
+    ZoneInfo InfoOf(uint32_t z) const REQUIRES(mu_);
 
     // Extent of zone z: a host offset (linear), kGeneric (through the driver) or kUnmapped.
     // Resolved through the format outside mu_ and cached once known.
@@ -110,11 +109,12 @@ private:
     static constexpr uint64_t kUnmapped = ~uint64_t{0};
     Result<uint64_t> ZoneExtentOf(uint32_t z, bool allocate);
     static bool IsLinear(uint64_t ext) { return ext != kGeneric && ext != kUnmapped; }
-    Status ReadData(uint32_t z, uint64_t off, void* buf, uint64_t len);
-    Status WriteData(uint32_t z, uint64_t off, const void* buf, uint64_t len);
+    // ext: the zone's extent_ as read when the request was decided (kUnmapped: look it up).
+    Status ReadData(uint32_t z, uint64_t off, void* buf, uint64_t len, uint64_t ext);
+    Status WriteData(uint32_t z, uint64_t off, const void* buf, uint64_t len, uint64_t ext);
     // Zone management that frees a zone's data marks it busy until the data is gone, so a write
     // the new wp allows cannot land before the hole punch that would erase it.
-    void WaitZoneIdle(std::unique_lock<std::mutex>& lk, uint32_t z);
+    void WaitZoneIdle(uint32_t z) REQUIRES(mu_);
     void ReleaseBusy(const std::vector<uint32_t>& zones);
     // The zones one management command holds busy; released when it ends, however it ends.
     // A command waits for busy zones only before it marks any, so two never wait on each other.
@@ -122,25 +122,47 @@ private:
     public:
         explicit BusyZones(ZonedBackend* be) : be_(be) {}
         ~BusyZones() { Release(); }
-        // mu_ held.
-        void Mark(uint32_t z) {
-            if (be_->busy_[z]) return;
-            be_->busy_[z] = true;
-            be_->busy_count_++;
-            zones_.push_back(z);
-        }
-        // mu_ not held.
-        void Release() {
+
+        void Release() EXCLUDES(be_->mu_) {
             be_->ReleaseBusy(zones_);
             zones_.clear();
         }
     private:
+        friend class ZonedBackend;
         ZonedBackend* be_;
         std::vector<uint32_t> zones_;
     };
+    void MarkBusy(BusyZones* b, uint32_t z) REQUIRES(mu_) {
+        if (busy_[z]) return;
+        busy_[z] = true;
+        busy_count_++;
+        b->zones_.push_back(z);
+    }
 
     BlkResult WriteCommon(uint64_t off, const void* buf, uint64_t len, bool fua);
-    BlkResult FinishWrite(uint32_t z, uint64_t slba, Status st, bool fua);
+    // Argument checks of a write (kWrite/kWriteZeroes) or append; *conv when a write starts in a
+    // conventional zone (those go through the driver as a plain disk).
+    BlkResult CheckWriteArgs(BlkOp op, uint64_t off, uint64_t len, bool* conv) const;
+    BlkResult WriteConventional(uint64_t off, const void* buf, uint64_t len, bool fua);
+    // Decides a write or append to a sequential zone (mu_ taken here): zone rules, wp advance,
+    // the write recorded in flight. Gives the zone, the first sector written and the extent.
+    BlkResult DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, uint32_t* z, uint64_t* slba, uint64_t* ext);
+    // The write decided at slba is over (durable or not): the persisted wp may pass it.
+    void EndWrite(uint32_t z, uint64_t slba);
+
+    // Asynchronous paths (Submit).
+    void SubmitRead(BlkRequest* r);
+    void SubmitWrite(BlkRequest* r);
+    void CompleteWrite(BlkRequest* r, Status st);
+    static void Complete(BlkRequest* r, BlkResult res) {
+        r->result = std::move(res);
+        r->done(r);
+    }
+    // Grouped flushes: a flush joins the queue; the thread that finds no flusher running becomes
+    // it (a blocking Flush) or starts one on flush_thread_ (Submit), and the flusher persists once
+    // for everything queued when it started, until the queue is empty.
+    void QueueFlush(BlkRequest* r, bool run_here);
+    void RunFlushes(const BlkRequest* own);
     Status DiscardRange(uint64_t begin_sector, uint64_t end_sector, bool zero_partial);
     Status PersistAll();
     Status WriteWords(const std::vector<uint32_t>& zones, const std::vector<uint64_t>& snapshot);
@@ -152,26 +174,37 @@ private:
     uint64_t zs_ = 0, cap_ = 0;  // sectors
     ZoneLimits limits_;
 
-    std::mutex mu_;
-    std::vector<uint64_t> words_;      // current state
-    std::vector<bool> dirty_;
-    std::vector<uint32_t> dirty_list_;
-    ZoneResources res_;
-    uint64_t tick_ = 0;
-    std::set<std::pair<uint64_t, uint32_t>> implicit_lru_;  // (last write tick, zone)
-    std::unordered_map<uint32_t, uint64_t> implicit_tick_;
-    std::unordered_map<uint32_t, std::multiset<uint64_t>> inflight_;  // zone -> write start sectors
-    std::function<void(uint32_t)> changed_cb_;
+    // Zone words, resource counters and in-flight bookkeeping: held to decide and record, never
+    // across I/O.
+    util::Mutex mu_;
+    std::vector<uint64_t> words_ GUARDED_BY(mu_);  // current state
+    std::vector<bool> dirty_ GUARDED_BY(mu_);
+    std::vector<uint32_t> dirty_list_ GUARDED_BY(mu_);
+    ZoneResources res_ GUARDED_BY(mu_);
+    uint64_t tick_ GUARDED_BY(mu_) = 0;
+    std::set<std::pair<uint64_t, uint32_t>> implicit_lru_ GUARDED_BY(mu_);  // (last write tick, zone)
+    std::unordered_map<uint32_t, uint64_t> implicit_tick_ GUARDED_BY(mu_);
+    std::unordered_map<uint32_t, std::multiset<uint64_t>> inflight_ GUARDED_BY(mu_);  // zone -> write starts
+    std::function<void(uint32_t)> changed_cb_ GUARDED_BY(mu_);
     // Per zone: kUnmapped until resolved (an unmapped zone is asked again), kGeneric, or the host
     // offset of its linear extent (never changes once set).
-    std::vector<uint64_t> extent_;
-    std::vector<bool> busy_;
-    size_t busy_count_ = 0;
-    std::condition_variable zone_idle_cv_;
+    std::vector<uint64_t> extent_ GUARDED_BY(mu_);
+    std::vector<bool> busy_ GUARDED_BY(mu_);
+    size_t busy_count_ GUARDED_BY(mu_) = 0;
+    util::CondVar zone_idle_cv_;
 
-    std::mutex flush_mu_;  // one flush at a time
+    util::Mutex fmu_;  // the flush queue and the flusher's existence
+    util::CondVar flush_idle_cv_;
+    BlkRequest* flush_queue_ GUARDED_BY(fmu_) = nullptr;
+    bool flushing_ GUARDED_BY(fmu_) = false;
+    struct FlushTask : PoolTask {
+        ZonedBackend* be = nullptr;
+    } flush_task_;
+    TaskPool flush_thread_{1};  // last: destroyed first, while the rest still exists
 };
 
+// Runs before the backend is shared with any other thread: no lock needed (nor taken, since
+// recovery below calls functions that take it).
 Status ZonedBackend::Init() {
     uint32_t n = geo_.nr_zones;
     words_.resize(n);
@@ -292,11 +325,11 @@ BlkResult ZonedBackend::Read(uint64_t off, void* buf, uint64_t len) {
     auto* out = static_cast<uint8_t*>(buf);
     // Split by zone; each piece is readable up to the zone's wp and zeros after it.
     struct Piece {
-        uint64_t off, len, readable;
+        uint64_t off, len, readable, ext;
     };
     std::vector<Piece> pieces;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         for (uint64_t pos = off; pos < off + len;) {
             uint32_t z = ZoneOfSector(pos / kSector);
             uint64_t zend = (uint64_t{z} + 1) * zs_ * kSector;
@@ -309,14 +342,14 @@ BlkResult ZonedBackend::Read(uint64_t off, void* buf, uint64_t len) {
                 uint64_t wpb = w.wp() * kSector;
                 readable = wpb > pos ? std::min(n, wpb - pos) : 0;
             }
-            pieces.push_back({pos, n, readable});
+            pieces.push_back({pos, n, readable, IsConv(z) ? kGeneric : extent_[z]});
             pos += n;
         }
     }
     for (const Piece& p : pieces) {
         uint8_t* dst = out + (p.off - off);
         if (p.readable) {
-            Status st = ReadData(ZoneOfSector(p.off / kSector), p.off, dst, p.readable);
+            Status st = ReadData(ZoneOfSector(p.off / kSector), p.off, dst, p.readable, p.ext);
             if (!st.ok()) return BlkResult::Io(st);
         }
         std::memset(dst + p.readable, 0, p.len - p.readable);
@@ -324,90 +357,254 @@ BlkResult ZonedBackend::Read(uint64_t off, void* buf, uint64_t len) {
     return BlkResult::Ok();
 }
 
-BlkResult ZonedBackend::WriteCommon(uint64_t off, const void* buf, uint64_t len, bool fua) {
+BlkResult ZonedBackend::CheckWriteArgs(BlkOp op, uint64_t off, uint64_t len, bool* conv) const {
+    *conv = false;
     if (read_only()) return BlkResult::Io(Status::Error(EROFS, "the image is opened read-only"));
+    if (op == BlkOp::kAppend) {
+        if (limits_.profile == ZonedProfile::kZbc)
+            return BlkResult::Zone(ZoneError::kInvalidOpcode, "the zbc profile has no zone append");
+        if (off % kSector || len % kSector)
+            return BlkResult::Zone(ZoneError::kInvalidField, "zone append must be 512-byte aligned");
+        if (off >= size()) return BlkResult::Zone(ZoneError::kLbaOutOfRange, "zone append beyond the end of the disk");
+        return BlkResult::Ok();
+    }
     if (off % kSector || len % kSector)
         return BlkResult::Zone(ZoneError::kInvalidField, "writes to a zoned disk must be 512-byte aligned");
-    if (len == 0) return BlkResult::Ok();
     if (off > size() || len > size() - off)
         return BlkResult::Zone(ZoneError::kLbaOutOfRange, "write beyond the end of the disk");
-    uint64_t slba = off / kSector, nlb = len / kSector;
-    uint32_t z = ZoneOfSector(slba);
-    {
-        std::unique_lock<std::mutex> lk(mu_);
-        if (IsConv(z)) {
-            // Conventional zones behave as a plain disk, possibly across several of them.
-            for (uint32_t cz = z; uint64_t{cz} * zs_ < slba + nlb; cz++) {
-                if (cz != z) {
-                    ZoneError e = CheckZoneCrossing(ZoneType::kConventional, Geo(cz).type, true, false);
-                    if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(cz, e));
-                }
-                ZoneWord w{words_[cz]};
-                if (w.state() == ZoneState::kReadOnly)
-                    return BlkResult::Zone(ZoneError::kZoneIsReadOnly, ZoneMsg(cz, ZoneError::kZoneIsReadOnly));
-                if (w.state() == ZoneState::kOffline)
-                    return BlkResult::Zone(ZoneError::kZoneIsOffline, ZoneMsg(cz, ZoneError::kZoneIsOffline));
-            }
-        } else {
-            WaitZoneIdle(lk, z);
-            ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::Write(slba, nlb));
-            if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
-            if (d.plan.close_one_implicit_open) {
-                ZoneError e = EvictImplicitOpen(z);
-                if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(z, e));
-            }
-            Apply(z, d.plan);
-            inflight_[z].insert(slba);
-        }
-    }
-    if (IsConv(z)) {
-        Status st = buf ? drv_->Write(off, buf, len) : drv_->WriteZeroes(off, len, false);
-        if (st.ok() && fua) return Flush();
-        return st.ok() ? BlkResult::Ok() : BlkResult::Io(st);
-    }
-    return FinishWrite(z, slba, WriteData(z, off, buf, len), fua);
-}
-
-BlkResult ZonedBackend::FinishWrite(uint32_t z, uint64_t slba, Status st, bool fua) {
-    {
-        std::lock_guard<std::mutex> lk(mu_);
-        auto it = inflight_.find(z);
-        it->second.erase(it->second.find(slba));
-        if (it->second.empty()) inflight_.erase(it);
-    }
-    if (!st.ok()) return BlkResult::Io(st);
-    if (fua) return Flush();
+    *conv = IsConv(ZoneOfSector(off / kSector));
     return BlkResult::Ok();
 }
 
-BlkResult ZonedBackend::Append(uint64_t zone_start, const void* buf, uint64_t len, bool fua) {
-    if (read_only()) return BlkResult::Io(Status::Error(EROFS, "the image is opened read-only"));
-    if (limits_.profile == ZonedProfile::kZbc)
-        return BlkResult::Zone(ZoneError::kInvalidOpcode, "the zbc profile has no zone append");
-    if (zone_start % kSector || len % kSector)
-        return BlkResult::Zone(ZoneError::kInvalidField, "zone append must be 512-byte aligned");
-    if (zone_start >= size()) return BlkResult::Zone(ZoneError::kLbaOutOfRange, "zone append beyond the end of the disk");
-    uint64_t zslba = zone_start / kSector;
-    uint32_t z = ZoneOfSector(zslba);
-    uint64_t lba;
+BlkResult ZonedBackend::WriteConventional(uint64_t off, const void* buf, uint64_t len, bool fua) {
+    uint64_t slba = off / kSector, nlb = len / kSector;
+    uint32_t z = ZoneOfSector(slba);
     {
-        std::unique_lock<std::mutex> lk(mu_);
-        ZoneError e = CheckZoneStartLba(Geo(z), zslba);
-        if (e != ZoneError::kNone) return BlkResult::Zone(e, "zone append must name the first LBA of a zone");
-        WaitZoneIdle(lk, z);
-        ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::Append(len / kSector));
-        if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
-        if (d.plan.close_one_implicit_open) {
-            ZoneError e2 = EvictImplicitOpen(z);
-            if (e2 != ZoneError::kNone) return BlkResult::Zone(e2, ZoneMsg(z, e2));
+        util::MutexLock lk(mu_);
+        // Conventional zones behave as a plain disk, possibly across several of them.
+        for (uint32_t cz = z; uint64_t{cz} * zs_ < slba + nlb; cz++) {
+            if (cz != z) {
+                ZoneError e = CheckZoneCrossing(ZoneType::kConventional, Geo(cz).type, true, false);
+                if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(cz, e));
+            }
+            ZoneWord w{words_[cz]};
+            if (w.state() == ZoneState::kReadOnly)
+                return BlkResult::Zone(ZoneError::kZoneIsReadOnly, ZoneMsg(cz, ZoneError::kZoneIsReadOnly));
+            if (w.state() == ZoneState::kOffline)
+                return BlkResult::Zone(ZoneError::kZoneIsOffline, ZoneMsg(cz, ZoneError::kZoneIsOffline));
         }
-        Apply(z, d.plan);
-        lba = d.plan.assigned_lba;
-        inflight_[z].insert(lba);
     }
-    BlkResult r = FinishWrite(z, lba, WriteData(z, lba * kSector, buf, len), fua);
-    if (r.ok()) r.value = lba * kSector;
-    return r;
+    Status st = buf ? drv_->Write(off, buf, len) : drv_->WriteZeroes(off, len, false);
+    if (st.ok() && fua) return Flush();
+    return st.ok() ? BlkResult::Ok() : BlkResult::Io(st);
+}
+
+BlkResult ZonedBackend::DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, uint32_t* zone, uint64_t* slba,
+                                       uint64_t* ext) {
+    uint32_t z = ZoneOfSector(off / kSector);
+    util::MutexLock lk(mu_);
+    ZoneAction action;
+    if (op == BlkOp::kAppend) {
+        ZoneError e = CheckZoneStartLba(Geo(z), off / kSector);
+        if (e != ZoneError::kNone) return BlkResult::Zone(e, "zone append must name the first LBA of a zone");
+        action = ZoneAction::Append(len / kSector);
+    } else {
+        action = ZoneAction::Write(off / kSector, len / kSector);
+    }
+    WaitZoneIdle(z);
+    ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, action);
+    if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
+    if (d.plan.close_one_implicit_open) {
+        ZoneError e = EvictImplicitOpen(z);
+        if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(z, e));
+    }
+    Apply(z, d.plan);
+    *zone = z;
+    *slba = op == BlkOp::kAppend ? d.plan.assigned_lba : off / kSector;
+    *ext = extent_[z];
+    inflight_[z].insert(*slba);
+    return BlkResult::Ok();
+}
+
+void ZonedBackend::EndWrite(uint32_t z, uint64_t slba) {
+    util::MutexLock lk(mu_);
+    auto it = inflight_.find(z);
+    it->second.erase(it->second.find(slba));
+    if (it->second.empty()) inflight_.erase(it);
+}
+
+BlkResult ZonedBackend::WriteCommon(uint64_t off, const void* buf, uint64_t len, bool fua) {
+    BlkOp op = buf ? BlkOp::kWrite : BlkOp::kWriteZeroes;
+    bool conv;
+    BlkResult r = CheckWriteArgs(op, off, len, &conv);
+    if (!r.ok() || len == 0) return r;
+    if (conv) return WriteConventional(off, buf, len, fua);
+    uint32_t z;
+    uint64_t slba, ext;
+    r = DecideSeqWrite(op, off, len, &z, &slba, &ext);
+    if (!r.ok()) return r;
+    Status st = WriteData(z, off, buf, len, ext);
+    EndWrite(z, slba);
+    if (!st.ok()) return BlkResult::Io(st);
+    return fua ? Flush() : BlkResult::Ok();
+}
+
+BlkResult ZonedBackend::Append(uint64_t zone_start, const void* buf, uint64_t len, bool fua) {
+    bool conv;
+    BlkResult r = CheckWriteArgs(BlkOp::kAppend, zone_start, len, &conv);
+    if (!r.ok()) return r;
+    uint32_t z;
+    uint64_t lba, ext;
+    r = DecideSeqWrite(BlkOp::kAppend, zone_start, len, &z, &lba, &ext);
+    if (!r.ok()) return r;
+    Status st = WriteData(z, lba * kSector, buf, len, ext);
+    EndWrite(z, lba);
+    if (!st.ok()) return BlkResult::Io(st);
+    if (fua) {
+        r = Flush();
+        if (!r.ok()) return r;
+    }
+    return BlkResult::Ok(lba * kSector);
+}
+
+// ---- asynchronous requests ----
+
+void ZonedBackend::Submit(BlkRequest* r) {
+    r->backend = this;
+    switch (r->op) {
+    case BlkOp::kRead: return SubmitRead(r);
+    case BlkOp::kWrite:
+    case BlkOp::kWriteZeroes:
+    case BlkOp::kAppend: return SubmitWrite(r);
+    case BlkOp::kFlush: return QueueFlush(r, false);
+    case BlkOp::kDiscard: return SubmitBlocking(this, r);
+    }
+}
+
+void ZonedBackend::SubmitRead(BlkRequest* r) {
+    if (r->off > size() || r->len > size() - r->off)
+        return Complete(r, BlkResult::Zone(ZoneError::kLbaOutOfRange, "read beyond the end of the disk"));
+    uint32_t z = ZoneOfSector(r->off / kSector);
+    uint64_t zb = uint64_t{z} * zs_ * kSector;
+    // Only a read inside one sequential zone whose extent is known avoids the pool.
+    if (IsConv(z) || r->off + r->len > zb + zs_ * kSector) return SubmitBlocking(this, r);
+    uint64_t readable, ext;
+    {
+        util::MutexLock lk(mu_);
+        ZoneWord w{words_[z]};
+        if (w.state() == ZoneState::kOffline)
+            return Complete(r, BlkResult::Zone(ZoneError::kZoneIsOffline, ZoneMsg(z, ZoneError::kZoneIsOffline)));
+        uint64_t wpb = w.wp() * kSector;
+        readable = wpb > r->off ? std::min(r->len, wpb - r->off) : 0;
+        ext = extent_[z];
+    }
+    if (readable && !IsLinear(ext)) return SubmitBlocking(this, r);
+    auto* p = static_cast<uint8_t*>(r->buf);
+    std::memset(p + readable, 0, r->len - readable);
+    if (!readable) return Complete(r, BlkResult::Ok());
+    r->io = FileIo{};
+    r->io.op = FileIo::Op::kRead;
+    r->io.buf = p;
+    r->io.len = readable;
+    r->io.off = ext + (r->off - zb);
+    r->io.opaque = r;
+    r->io.done = [](FileIo* io, Status st) {
+        auto* q = static_cast<BlkRequest*>(io->opaque);
+        Complete(q, st.ok() ? BlkResult::Ok() : BlkResult::Io(std::move(st)));
+    };
+    store_->SubmitExtentIo(&r->io);
+}
+
+void ZonedBackend::SubmitWrite(BlkRequest* r) {
+    bool conv;
+    BlkResult res = CheckWriteArgs(r->op, r->off, r->len, &conv);
+    if (!res.ok() || (r->op != BlkOp::kAppend && r->len == 0)) return Complete(r, std::move(res));
+    if (conv) return SubmitBlocking(this, r);
+    uint64_t ext;
+    res = DecideSeqWrite(r->op, r->off, r->len, &r->zone, &r->slba, &ext);
+    if (!res.ok()) return Complete(r, std::move(res));
+    if (IsLinear(ext) && r->op != BlkOp::kWriteZeroes) {
+        r->io = FileIo{};
+        r->io.op = FileIo::Op::kWrite;
+        r->io.buf = r->buf;
+        r->io.len = r->len;
+        r->io.off = ext + (r->slba - Geo(r->zone).zslba) * kSector;
+        r->io.opaque = r;
+        r->io.done = [](FileIo* io, Status st) {
+            auto* q = static_cast<BlkRequest*>(io->opaque);
+            static_cast<ZonedBackend*>(q->backend)->CompleteWrite(q, std::move(st));
+        };
+        return store_->SubmitExtentIo(&r->io);
+    }
+    // The zone's first write (which maps its extent), zeroes, or an old-layout zone: blocking.
+    r->task.run = [](PoolTask* t) {
+        auto* q = reinterpret_cast<BlkRequest*>(reinterpret_cast<char*>(t) - offsetof(BlkRequest, task));
+        auto* be = static_cast<ZonedBackend*>(q->backend);
+        Status st = be->WriteData(q->zone, q->slba * kSector, q->buf, q->len, kUnmapped);
+        be->CompleteWrite(q, std::move(st));
+    };
+    blocking_pool().Post(&r->task);
+}
+
+void ZonedBackend::CompleteWrite(BlkRequest* r, Status st) {
+    EndWrite(r->zone, r->slba);
+    if (!st.ok()) return Complete(r, BlkResult::Io(std::move(st)));
+    if (r->fua) return QueueFlush(r, false);  // completes r with the flush's outcome
+    Complete(r, BlkResult::Ok(r->op == BlkOp::kAppend ? r->slba * kSector : 0));
+}
+
+void ZonedBackend::QueueFlush(BlkRequest* r, bool run_here) {
+    bool start;
+    {
+        util::MutexLock lk(fmu_);
+        r->next = flush_queue_;
+        flush_queue_ = r;
+        start = !flushing_;
+        flushing_ = true;
+    }
+    if (!start) return;
+    if (run_here) return RunFlushes(r);
+    flush_task_.be = this;
+    flush_task_.run = [](PoolTask* t) { static_cast<FlushTask*>(t)->be->RunFlushes(nullptr); };
+    flush_thread_.Post(&flush_task_);
+}
+
+void ZonedBackend::RunFlushes(const BlkRequest* own) {
+    for (;;) {
+        BlkRequest* batch;
+        {
+            util::MutexLock lk(fmu_);
+            batch = flush_queue_;
+            flush_queue_ = nullptr;
+            if (!batch) {
+                flushing_ = false;
+                flush_idle_cv_.NotifyAll();
+                return;
+            }
+        }
+        Status st = PersistAll();
+        bool own_done = false;
+        for (BlkRequest* q = batch; q;) {
+            BlkRequest* next = q->next;
+            own_done |= q == own;
+            uint64_t value = q->op == BlkOp::kAppend ? q->slba * kSector : 0;  // a FUA append
+            Complete(q, st.ok() ? BlkResult::Ok(value) : BlkResult::Io(st));
+            q = next;
+        }
+        if (own_done) {
+            // A blocking caller is served: later flushes go on on the flush thread.
+            util::MutexLock lk(fmu_);
+            if (!flush_queue_) {
+                flushing_ = false;
+                flush_idle_cv_.NotifyAll();
+                return;
+            }
+            flush_task_.be = this;
+            flush_task_.run = [](PoolTask* t) { static_cast<FlushTask*>(t)->be->RunFlushes(nullptr); };
+            flush_thread_.Post(&flush_task_);
+            return;
+        }
+    }
 }
 
 BlkResult ZonedBackend::Discard(uint64_t off, uint64_t len) {
@@ -453,7 +650,7 @@ Status ZonedBackend::DiscardRange(uint64_t begin, uint64_t end, bool zero_partia
     if (!IsConv(z)) {
         // A scattered zone emptied this way may now be unmapped: its next first write can
         // give it a linear extent.
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         if (extent_[z] == kGeneric) extent_[z] = kUnmapped;
     }
     return Status::Ok();
@@ -462,7 +659,7 @@ Status ZonedBackend::DiscardRange(uint64_t begin, uint64_t end, bool zero_partia
 Result<uint64_t> ZonedBackend::ZoneExtentOf(uint32_t z, bool allocate) {
     if (IsConv(z)) return kGeneric;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         if (extent_[z] != kUnmapped) return extent_[z];
     }
     // The format may allocate or read L2 tables here: not under mu_. Two callers racing for one
@@ -471,13 +668,13 @@ Result<uint64_t> ZonedBackend::ZoneExtentOf(uint32_t z, bool allocate) {
     uint64_t v = e.kind == ZoneExtent::Kind::kLinear      ? e.host
                  : e.kind == ZoneExtent::Kind::kScattered ? kGeneric
                                                           : kUnmapped;
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     if (extent_[z] == kUnmapped) extent_[z] = v;
     return extent_[z];
 }
 
-Status ZonedBackend::ReadData(uint32_t z, uint64_t off, void* buf, uint64_t len) {
-    QZNS_ASSIGN(uint64_t ext, ZoneExtentOf(z, false));
+Status ZonedBackend::ReadData(uint32_t z, uint64_t off, void* buf, uint64_t len, uint64_t ext) {
+    if (ext == kUnmapped) { QZNS_ASSIGN(ext, ZoneExtentOf(z, false)); }
     if (ext == kUnmapped) {
         std::memset(buf, 0, len);
         return Status::Ok();
@@ -486,25 +683,25 @@ Status ZonedBackend::ReadData(uint32_t z, uint64_t off, void* buf, uint64_t len)
     return store_->ReadExtent(ext + (off - Geo(z).zslba * kSector), buf, len);
 }
 
-Status ZonedBackend::WriteData(uint32_t z, uint64_t off, const void* buf, uint64_t len) {
-    QZNS_ASSIGN(uint64_t ext, ZoneExtentOf(z, true));
+Status ZonedBackend::WriteData(uint32_t z, uint64_t off, const void* buf, uint64_t len, uint64_t ext) {
+    if (ext == kUnmapped) { QZNS_ASSIGN(ext, ZoneExtentOf(z, true)); }
     if (!IsLinear(ext)) return buf ? drv_->Write(off, buf, len) : drv_->WriteZeroes(off, len, false);
     uint64_t host = ext + (off - Geo(z).zslba * kSector);
     return buf ? store_->WriteExtent(host, buf, len) : store_->ZeroExtent(host, len);
 }
 
-void ZonedBackend::WaitZoneIdle(std::unique_lock<std::mutex>& lk, uint32_t z) {
-    zone_idle_cv_.wait(lk, [&] { return !busy_[z]; });
+void ZonedBackend::WaitZoneIdle(uint32_t z) {
+    zone_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !busy_[z]; });
 }
 
 void ZonedBackend::ReleaseBusy(const std::vector<uint32_t>& zones) {
     if (zones.empty()) return;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         for (uint32_t z : zones) busy_[z] = false;
         busy_count_ -= zones.size();
     }
-    zone_idle_cv_.notify_all();
+    zone_idle_cv_.NotifyAll();
 }
 
 BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
@@ -524,8 +721,8 @@ BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
     std::vector<Range> discards;
     BusyZones busy(this);
     {
-        std::unique_lock<std::mutex> lk(mu_);
-        auto one = [&](uint32_t z) -> ZoneError {
+        util::MutexLock lk(mu_);
+        auto one = [&](uint32_t z) REQUIRES(mu_) -> ZoneError {
             ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, action);
             if (!d.ok()) return d.error;
             if (d.plan.close_one_implicit_open) {
@@ -536,12 +733,12 @@ BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
             // Finish makes [old wp, capacity) readable: it must read zeros, not stale data.
             if (d.plan.discards()) {
                 discards.push_back({d.plan.discard_begin, d.plan.discard_end, action.kind == ZoneActionKind::kFinish});
-                busy.Mark(z);
+                MarkBusy(&busy, z);
             }
             return ZoneError::kNone;
         };
         // Waiting only while holding no busy zone cannot deadlock (see BusyZones).
-        if (all) zone_idle_cv_.wait(lk, [&] { return busy_count_ == 0; });
+        if (all) zone_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return busy_count_ == 0; });
         if (all) {
             if (action.kind == ZoneActionKind::kOpen) {
                 ZoneError e = CheckSelectAllOpen(res_, limits_);
@@ -559,7 +756,7 @@ BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
             uint32_t z = ZoneOfSector(slba);
             ZoneError e = CheckZoneStartLba(Geo(z), slba);
             if (e != ZoneError::kNone) return BlkResult::Zone(e, "the LBA is not the start of a zone");
-            WaitZoneIdle(lk, z);
+            WaitZoneIdle(z);
             e = one(z);
             if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(z, e));
         }
@@ -590,7 +787,7 @@ BlkResult ZonedBackend::SetZoneDescExt(uint64_t zone_start, const void* data) {
     uint32_t z = ZoneOfSector(slba);
     bool store = false;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         ZoneError e = CheckZoneStartLba(Geo(z), slba);
         if (e != ZoneError::kNone) return BlkResult::Zone(e, "the LBA is not the start of a zone");
         ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::SetZde());
@@ -614,15 +811,15 @@ BlkResult ZonedBackend::InjectZoneFault(uint32_t z, ZoneState state) {
     std::function<void(uint32_t)> cb;
     BusyZones busy(this);
     {
-        std::unique_lock<std::mutex> lk(mu_);
-        WaitZoneIdle(lk, z);
+        util::MutexLock lk(mu_);
+        WaitZoneIdle(z);
         ZoneAction a = state == ZoneState::kReadOnly ? ZoneAction::MakeReadOnly() : ZoneAction::MakeOffline();
         ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, a);
         if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
         Apply(z, d.plan);
         if (d.plan.discards()) {
             discards.emplace_back(d.plan.discard_begin, d.plan.discard_end);
-            busy.Mark(z);
+            MarkBusy(&busy, z);
         }
         cb = changed_cb_;
     }
@@ -643,13 +840,13 @@ BlkResult ZonedBackend::InjectZoneFault(uint32_t z, ZoneState state) {
 
 Result<ZoneInfo> ZonedBackend::GetZone(uint32_t zone) {
     if (zone >= geo_.nr_zones) return Status::Error(EINVAL, "zone index out of range");
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     return InfoOf(zone);
 }
 
 Result<std::vector<ZoneInfo>> ZonedBackend::ReportZones(uint64_t off, uint32_t max) {
     if (off >= size()) return Status::Error(EINVAL, "report start beyond the end of the disk");
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     std::vector<ZoneInfo> out;
     for (uint32_t z = ZoneOfSector(off / kSector); z < geo_.nr_zones && out.size() < max; z++)
         out.push_back(InfoOf(z));
@@ -662,7 +859,7 @@ Status ZonedBackend::PersistAll() {
     std::vector<uint32_t> zones;
     std::vector<uint64_t> snapshot;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         zones.swap(dirty_list_);
         std::sort(zones.begin(), zones.end());
         std::vector<uint32_t> keep;
@@ -681,7 +878,7 @@ Status ZonedBackend::PersistAll() {
     if (!st.ok()) {
         // Nothing of this flush is known to be durable: the next flush writes these words again
         // (dropping them would leave the image's wp behind data a later flush reports durable).
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         for (uint32_t z : zones) {
             if (dirty_[z]) continue;
             dirty_[z] = true;
@@ -707,27 +904,33 @@ Status ZonedBackend::WriteWords(const std::vector<uint32_t>& zones, const std::v
 }
 
 BlkResult ZonedBackend::Flush() {
-    std::lock_guard<std::mutex> fl(flush_mu_);
-    Status st = PersistAll();
-    return st.ok() ? BlkResult::Ok() : BlkResult::Io(st);
+    BlkRequest r;
+    r.op = BlkOp::kFlush;
+    BlkWaiter w;
+    w.Arm(r);
+    QueueFlush(&r, true);
+    return w.Wait(r);
 }
 
 Status ZonedBackend::Close() {
     {
-        std::lock_guard<std::mutex> fl(flush_mu_);
-        if (!read_only()) {
-            // A clean shutdown is a controller shutdown for the zones: opened zones are stored
-            // Closed (or Empty), exactly as every later open would present them.
-            std::lock_guard<std::mutex> lk(mu_);
-            for (uint32_t z = geo_.nr_conv_zones; z < geo_.nr_zones; z++) {
-                ZoneState s = ZoneWord{words_[z]}.state();
-                if (s != ZoneState::kImplicitOpen && s != ZoneState::kExplicitOpen) continue;
-                ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::Recover());
-                if (d.ok()) Apply(z, d.plan);
-            }
-        }
-        QZNS_TRY(PersistAll());
+        // The flusher's place is taken for good: no request may be in flight (the contract).
+        util::MutexLock fl(fmu_);
+        while (flushing_) flush_idle_cv_.Wait(fmu_);
+        flushing_ = true;
     }
+    if (!read_only()) {
+        // A clean shutdown is a controller shutdown for the zones: opened zones are stored
+        // Closed (or Empty), exactly as every later open would present them.
+        util::MutexLock lk(mu_);
+        for (uint32_t z = geo_.nr_conv_zones; z < geo_.nr_zones; z++) {
+            ZoneState s = ZoneWord{words_[z]}.state();
+            if (s != ZoneState::kImplicitOpen && s != ZoneState::kExplicitOpen) continue;
+            ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::Recover());
+            if (d.ok()) Apply(z, d.plan);
+        }
+    }
+    QZNS_TRY(PersistAll());
     return drv_->Close();
 }
 

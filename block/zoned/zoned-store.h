@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "block/aio/aio.h"
 #include "block/zoned/zone-state-machine.h"
 #include "util/status.h"
 
@@ -63,6 +64,9 @@ public:
     // Makes the host range read as zeros and returns its space to the host file system, in
     // one call; the mapping stays.
     virtual Status ZeroExtent(uint64_t host, uint64_t len) = 0;
+    // Asynchronous read or write inside a linear extent (io->off: a host offset from MapZone);
+    // completes with the same checks ReadExtent/WriteExtent make.
+    virtual void SubmitExtentIo(FileIo* io) = 0;
     // Granularity below which ZeroExtent's space is not returned (the format's cluster).
     virtual uint32_t allocation_unit() const = 0;
 };

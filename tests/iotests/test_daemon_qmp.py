@@ -158,9 +158,9 @@ def test_query_commands_replies_match_schema(daemon):
     assert v["package"] == "qzns"
     assert returns(q, "query-named-block-nodes") == [
         {"node-name": "zns0", "drv": "qcow2", "file": daemon.image, "ro": False, "zoned": True,
-         "virtual-size": 256 << 20}]
+         "virtual-size": 256 << 20, "aio": "io_uring"}]
     assert returns(q, "query-block-exports") == [
-        {"id": "tcp0", "type": "nvme-tcp", "node-name": "zns0", "shutting-down": False, "nqn": NQN,
+        {"id": "tcp0", "type": "nvme-tcp", "node-name": "zns0", "shutting-down": False, "aio": "io_uring", "nqn": NQN,
          "addr": "127.0.0.1", "port": daemon.port, "nsids": [1]}]
     assert returns(q, "query-nvme-controllers") == []
 
@@ -172,6 +172,23 @@ def test_vfio_user_export_info_matches_schema(daemon, tmp):
     info = {e["id"]: e for e in returns(q, "query-block-exports")}["vfu0"]
     assert info["socket"] == sock and info["connected"] is False
     assert returns(q, "block-export-del", id="vfu0") == {}
+
+
+def test_aio_engine_is_chosen_at_open_and_reported(daemon, tmp):
+    q = daemon.qmp()
+    img2 = tmp / "aio.qcow2"
+    make_zoned(img2, zones=2)
+    assert returns(q, "blockdev-add", driver="qcow2", **{"node-name": "thr"},
+                   file={"driver": "file", "filename": str(img2), "aio": "threads"}) == {}
+    nodes = {n["node-name"]: n for n in returns(q, "query-named-block-nodes")}
+    assert nodes["thr"]["aio"] == "threads" and nodes["zns0"]["aio"] == "io_uring"
+    sock = str(tmp / "aio.sock")
+    assert returns(q, "block-export-add", type="vfio-user", id="v1", **{"node-name": "thr"}, socket=sock) == {}
+    assert {e["id"]: e for e in returns(q, "query-block-exports")}["v1"]["aio"] == "threads"
+    assert returns(q, "block-export-del", id="v1") == {}
+    e = q.error("blockdev-add", {"driver": "qcow2", "node-name": "bad", "aio": "native",
+                                 "file": str(img2)})
+    assert "aio must be io_uring, threads, sync or auto" in e["desc"], e
 
 
 def test_query_zones(daemon):

@@ -1,18 +1,18 @@
 // qzns-img bench: qemu-img bench's idiom over the block backend — N requests of one size, with
-// `depth` of them in flight (a pool of `depth` threads, each keeping one request outstanding),
-// sequential or random. --zoned makes writes zone-aware: each worker fills its own zone at the
-// write pointer (seq), or every worker appends to the current zone (append); zones that are full
-// are reset before they are used again.
+// `depth` of them in flight through the asynchronous interface (BlockBackend::Submit): one
+// thread submits, completions come back from the I/O engine. Sequential or random. --zoned makes
+// writes zone-aware: one sequential stream at the write pointer that moves from zone to zone
+// (seq), or every request appended to the current zone (append); zones that hold data are reset
+// before they are used again.
 #include <stdlib.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
-#include <thread>
+#include <memory>
 #include <vector>
 
 #include "block/block-backend.h"
@@ -40,6 +40,7 @@ struct BenchOptions {
     uint64_t flush_interval = 0;
     bool quiet = false;
     bool persist_zones = true;  // --persist-zones=off: measures the cost of zone persistence
+    AioMode aio = AioMode::kAuto;
 };
 
 struct Buffer {
@@ -59,198 +60,198 @@ public:
 
     // Returns the first error, if any.
     Status Run() {
-        size_t workers = std::max<uint32_t>(1, o_.depth);
-        {
-            // No worker runs yet; the lock keeps every access to the zone cursors under it.
-            util::MutexLock lk(mu_);
+        size_t depth = std::min<uint64_t>(std::max<uint32_t>(1, o_.depth), std::max<uint64_t>(o_.count, 1));
+        std::vector<std::unique_ptr<Slot>> slots;
+        for (size_t i = 0; i < depth; i++) {
+            slots.push_back(std::make_unique<Slot>(o_.size));
+            if (!slots.back()->buf.p) return Status::Error(ENOMEM, "out of memory");
+            slots.back()->bench = this;
+        }
+        if (o_.zoned != ZonedMode::kNone && o_.write) {
+            zone_ = b_.nr_conv_zones() - 1;  // the first claim moves to the first sequential zone
             if (o_.zoned == ZonedMode::kSeq) {
-                // One zone per worker, never two workers in a zone (writes must arrive in wp order).
-                uint32_t seq = b_.nr_zones() - b_.nr_conv_zones();
-                uint32_t limit = b_.max_active_zones() ? b_.max_active_zones() : b_.max_open_zones();
-                workers = std::min<size_t>({workers, seq, limit ? limit : seq});
-                next_zone_ = b_.nr_conv_zones();
-            } else if (o_.zoned == ZonedMode::kAppend) {
-                cur_zone_ = b_.nr_conv_zones();
+                cursor_ = end_ = 0;
+            } else if (!NextZone()) {
+                return Status::Error(ENOSPC, "no writable sequential zone is free");
             }
         }
-        workers = std::min<size_t>(workers, std::max<uint64_t>(o_.count, 1));
-        std::vector<std::thread> th;
-        for (size_t i = 0; i < workers; i++) th.emplace_back([this, i] { Worker(i); });
-        for (auto& t : th) t.join();
-        Status error;
-        {
-            util::MutexLock lk(mu_);
-            error = error_;
+        size_t inflight = 0;
+        for (auto& s : slots)
+            if (Issue(s.get(), false)) inflight++;
+        while (inflight > 0) {
+            Slot* done;
+            {
+                util::MutexLock lk(mu_);
+                while (!done_) cv_.Wait(mu_);
+                done = done_;
+                done_ = nullptr;
+            }
+            while (done) {
+                Slot* s = done;
+                done = s->next_done;
+                inflight--;
+                bool retry = false;
+                if (!Check(s, &retry)) continue;
+                if (Issue(s, retry)) inflight++;
+            }
         }
-        if (error.ok() && o_.write) {
+        if (error_.ok() && o_.write) {
             BlkResult r = b_.Flush();
             if (!r.ok()) return Status::Error(EIO, "flush failed: " + r.message());
         }
-        return error;
+        return error_;
     }
 
     uint64_t resets() const { return resets_; }
 
 private:
+    struct Slot {
+        explicit Slot(uint64_t len) : buf(len) {}
+        BlkRequest r;
+        Buffer buf;
+        Bench* bench = nullptr;
+        Slot* next_done = nullptr;
+        uint64_t zone_gen = 0;  // append mode: the zone generation the request was sent to
+        int attempts = 0;
+    };
+
+    static void Done(BlkRequest* r) {
+        auto* s = static_cast<Slot*>(r->opaque);
+        Bench* b = s->bench;
+        util::MutexLock lk(b->mu_);
+        s->next_done = b->done_;
+        b->done_ = s;
+        b->cv_.NotifyOne();
+    }
+
     void SetError(const std::string& msg) {
-        util::MutexLock lk(mu_);
         if (error_.ok()) error_ = Status::Error(EIO, msg);
         stop_ = true;
     }
 
     // Plain requests: the i-th request's offset (qemu-img bench wraps at the end of the image).
-    uint64_t OffsetOf(uint64_t i, std::mt19937_64& rng) {
+    uint64_t OffsetOf(uint64_t i) {
         uint64_t size = b_.size();
         uint64_t room = size > o_.size ? size - o_.size : 0;
         if (o_.random) {
             uint64_t slots = room / 512 + 1;
-            return rng() % slots * 512;
+            return rng_() % slots * 512;
         }
         uint64_t step = o_.step ? o_.step : o_.size;
         uint64_t span = room + 1 > o_.offset ? room + 1 - o_.offset : 1;
         return o_.offset + (i * step) % span;
     }
 
-    bool Take() {
-        uint64_t i = issued_.fetch_add(1);
-        return i < o_.count && !stop_;
-    }
-
-    void Worker(size_t idx) {
-        Buffer buf(o_.size);
-        if (!buf.p) return SetError("out of memory");
-        std::mt19937_64 rng(0x5eed + idx);
-        if (o_.zoned == ZonedMode::kSeq && o_.write) return SeqZoneWorker(buf.p);
-        if (o_.zoned == ZonedMode::kAppend && o_.write) return AppendWorker(buf.p);
-        while (true) {
-            uint64_t i = issued_.fetch_add(1);
-            if (i >= o_.count || stop_) return;
-            uint64_t off = OffsetOf(i, rng);
-            BlkResult r = o_.write ? b_.Write(off, buf.p, o_.size, false) : b_.Read(off, buf.p, o_.size);
-            if (!r.ok()) return SetError(std::string(o_.write ? "write" : "read") + " at offset " +
-                                         std::to_string(off) + " failed: " + r.message());
-            MaybeFlush();
-        }
-    }
-
-    void MaybeFlush() {
-        if (!o_.flush_interval) return;
-        uint64_t done = completed_.fetch_add(1) + 1;
-        if (done % o_.flush_interval == 0) {
-            BlkResult r = b_.Flush();
-            if (!r.ok()) SetError("flush failed: " + r.message());
-        }
-    }
-
-    // Hands out the next sequential zone, reset first when it holds data.
-    bool ClaimZone(uint32_t* z) {
-        util::MutexLock lk(mu_);
+    // Moves the stream to the next writable sequential zone, reset first when it holds data.
+    bool NextZone() {
         uint32_t first = b_.nr_conv_zones(), n = b_.nr_zones();
         for (uint32_t tries = 0; tries < n - first; tries++) {
-            uint32_t cand = next_zone_;
-            next_zone_ = next_zone_ + 1 >= n ? first : next_zone_ + 1;
-            if (busy_.size() < n) busy_.resize(n, false);
-            if (busy_[cand]) continue;
-            auto zi = b_.GetZone(cand);
-            if (!zi.ok()) continue;
-            if (zi->state == ZoneState::kReadOnly || zi->state == ZoneState::kOffline) continue;
+            zone_ = zone_ + 1 >= n || zone_ + 1 < first ? first : zone_ + 1;
+            auto zi = b_.GetZone(zone_);
+            if (!zi.ok() || zi->state == ZoneState::kReadOnly || zi->state == ZoneState::kOffline) continue;
             if (zi->state != ZoneState::kEmpty) {
-                BlkResult r = b_.ZoneMgmt(ZoneMgmtOp::kReset, zi->start, false);
-                if (!r.ok()) continue;
+                if (!b_.ZoneMgmt(ZoneMgmtOp::kReset, zi->start, false).ok()) continue;
                 resets_++;
             }
-            busy_[cand] = true;
-            *z = cand;
+            cursor_ = zi->start;
+            end_ = zi->start + zi->cap;
+            zone_gen_++;
             return true;
         }
         return false;
     }
 
-    void ReleaseZone(uint32_t z) {
-        util::MutexLock lk(mu_);
-        busy_[z] = false;
-    }
-
-    void SeqZoneWorker(uint8_t* buf) {
-        uint32_t z = 0;
-        if (!ClaimZone(&z)) return SetError("no writable sequential zone is free");
-        auto zi = b_.GetZone(z);
-        uint64_t wp = zi.ok() ? zi->wp : 0, cap_end = zi.ok() ? zi->start + zi->cap : 0;
-        while (Take()) {
-            if (wp + o_.size > cap_end) {
+    // Sends the slot's next request (or, with retry, its last one again). False: nothing left.
+    bool Issue(Slot* s, bool retry) {
+        if (stop_) return false;
+        BlkRequest& r = s->r;
+        if (!retry) {
+            if (issued_ >= o_.count) return false;
+            issued_++;
+            s->attempts = 0;
+        }
+        r = BlkRequest{};
+        r.buf = s->buf.p;
+        r.len = o_.size;
+        r.done = Done;
+        r.opaque = s;
+        if (o_.zoned == ZonedMode::kSeq && o_.write) {
+            if (cursor_ + o_.size > end_) {
                 // Leave the zone full (finish it when the request size does not divide the
-                // capacity) and move to the next one.
-                if (wp < cap_end) (void)b_.ZoneMgmt(ZoneMgmtOp::kFinish, z * b_.zone_size(), false);
-                ReleaseZone(z);
-                if (!ClaimZone(&z)) return SetError("no writable sequential zone is free");
-                zi = b_.GetZone(z);
-                if (!zi.ok()) return SetError(zi.status().message());
-                wp = zi->wp;
-                cap_end = zi->start + zi->cap;
-                if (wp + o_.size > cap_end) return SetError("the request size exceeds the zone capacity");
-            }
-            BlkResult r = b_.Write(wp, buf, o_.size, false);
-            if (!r.ok()) return SetError("write at offset " + std::to_string(wp) + " failed: " + r.message());
-            wp += o_.size;
-            MaybeFlush();
-        }
-        ReleaseZone(z);
-    }
-
-    void AppendWorker(uint8_t* buf) {
-        while (Take()) {
-            for (int attempt = 0;; attempt++) {
-                uint32_t z;
-                uint64_t gen;
-                {
-                    util::MutexLock lk(mu_);
-                    z = cur_zone_;
-                    gen = zone_gen_;
+                // capacity) and move on.
+                if (cursor_ && cursor_ < end_) (void)b_.ZoneMgmt(ZoneMgmtOp::kFinish, zone_ * b_.zone_size(), false);
+                if (!NextZone()) {
+                    SetError("no writable sequential zone is free");
+                    return false;
                 }
-                BlkResult r = b_.Append(uint64_t{z} * b_.zone_size(), buf, o_.size, false);
-                if (r.ok()) break;
-                bool full = r.zone_error == ZoneError::kZoneIsFull || r.zone_error == ZoneError::kZoneBoundaryError;
-                if (!full || attempt > 2 * static_cast<int>(b_.nr_zones()))
-                    return SetError("zone append to zone " + std::to_string(z) + " failed: " + r.message());
-                NextAppendZone(gen);
+                if (cursor_ + o_.size > end_) {
+                    SetError("the request size exceeds the zone capacity");
+                    return false;
+                }
             }
-            MaybeFlush();
+            r.op = BlkOp::kWrite;
+            r.off = cursor_;
+            cursor_ += o_.size;
+        } else if (o_.zoned == ZonedMode::kAppend && o_.write) {
+            r.op = BlkOp::kAppend;
+            r.off = uint64_t{zone_} * b_.zone_size();
+            s->zone_gen = zone_gen_;
+        } else {
+            r.op = o_.write ? BlkOp::kWrite : BlkOp::kRead;
+            r.off = OffsetOf(issued_ - 1);
         }
+        b_.Submit(&r);
+        return true;
     }
 
-    // Moves every appender to the next zone (once per generation), resetting it if needed.
-    void NextAppendZone(uint64_t seen_gen) {
-        util::MutexLock lk(mu_);
-        if (zone_gen_ != seen_gen) return;
-        uint32_t first = b_.nr_conv_zones(), n = b_.nr_zones();
-        auto zi = b_.GetZone(cur_zone_);
-        if (zi.ok() && zi->state != ZoneState::kFull && zi->state != ZoneState::kReadOnly &&
-            zi->state != ZoneState::kOffline)
-            (void)b_.ZoneMgmt(ZoneMgmtOp::kFinish, zi->start, false);
-        for (uint32_t tries = 0; tries < n - first; tries++) {
-            cur_zone_ = cur_zone_ + 1 >= n ? first : cur_zone_ + 1;
-            auto nz = b_.GetZone(cur_zone_);
-            if (!nz.ok() || nz->state == ZoneState::kReadOnly || nz->state == ZoneState::kOffline) continue;
-            if (nz->state != ZoneState::kEmpty) {
-                if (!b_.ZoneMgmt(ZoneMgmtOp::kReset, nz->start, false).ok()) continue;
-                resets_++;
+    // Accounts for a completed request. False: the slot stops (error). *retry: send it again.
+    bool Check(Slot* s, bool* retry) {
+        const BlkRequest& r = s->r;
+        if (!r.result.ok()) {
+            bool full = r.result.zone_error == ZoneError::kZoneIsFull ||
+                        r.result.zone_error == ZoneError::kZoneBoundaryError;
+            if (r.op == BlkOp::kAppend && full && ++s->attempts <= 2 * static_cast<int>(b_.nr_zones())) {
+                // Every appender moves to the next zone, once per generation.
+                if (s->zone_gen == zone_gen_) {
+                    auto zi = b_.GetZone(zone_);
+                    if (zi.ok() && zi->state != ZoneState::kFull && zi->state != ZoneState::kReadOnly &&
+                        zi->state != ZoneState::kOffline)
+                        (void)b_.ZoneMgmt(ZoneMgmtOp::kFinish, zi->start, false);
+                    if (!NextZone()) {
+                        SetError("no writable sequential zone is free");
+                        return false;
+                    }
+                }
+                *retry = true;
+                return true;
             }
-            break;
+            const char* what = r.op == BlkOp::kAppend ? "zone append" : r.op == BlkOp::kWrite ? "write" : "read";
+            SetError(std::string(what) + " at offset " + std::to_string(r.off) + " failed: " + r.result.message());
+            return false;
         }
-        zone_gen_++;
+        if (o_.flush_interval && ++completed_ % o_.flush_interval == 0) {
+            BlkResult f = b_.Flush();
+            if (!f.ok()) {
+                SetError("flush failed: " + f.message());
+                return false;
+            }
+        }
+        return true;
     }
 
     BlockBackend& b_;
     const BenchOptions& o_;
-    std::atomic<uint64_t> issued_{0}, completed_{0};
-    std::atomic<bool> stop_{false};
-    std::atomic<uint64_t> resets_{0};
-    util::Mutex mu_;
-    Status error_ GUARDED_BY(mu_);
-    uint32_t next_zone_ GUARDED_BY(mu_) = 0;  // seq mode: where ClaimZone looks next
-    std::vector<bool> busy_ GUARDED_BY(mu_);  // seq mode: zones claimed by a worker
-    uint32_t cur_zone_ GUARDED_BY(mu_) = 0;   // append mode: the zone every worker appends to
-    uint64_t zone_gen_ GUARDED_BY(mu_) = 0;   // append mode: bumped on each move to a new zone
+    // The submitting thread's alone (Run and what it calls).
+    uint64_t issued_ = 0, completed_ = 0, resets_ = 0;
+    bool stop_ = false;
+    Status error_;
+    std::mt19937_64 rng_{0x5eed};
+    uint32_t zone_ = 0;                  // zoned modes: the zone being written
+    uint64_t cursor_ = 0, end_ = 0;      // seq mode: next write offset, end of the zone's capacity
+    uint64_t zone_gen_ = 0;              // bumped on each move to a new zone
+    util::Mutex mu_;                     // with cv_: completions handed to the submitting thread
+    util::CondVar cv_;
+    Slot* done_ GUARDED_BY(mu_) = nullptr;
 };
 
 Result<uint64_t> Num(const std::string& opt, const std::string& v, bool size) {
@@ -265,7 +266,7 @@ int CmdBench(Args& a) {
     BenchOptions o;
     while (true) {
         auto n = a.Next({"c", "d", "f", "o", "s", "S", "t", "pattern", "zoned", "flush-interval",
-                          "persist-zones"});
+                          "persist-zones", "aio"});
         if (!n.ok()) return Fail(n.status());
         if (n->empty()) break;
         const std::string& v = a.value();
@@ -305,6 +306,10 @@ int CmdBench(Args& a) {
             if (v == "on") o.persist_zones = true;
             else if (v == "off") o.persist_zones = false;
             else return Fail("--persist-zones must be on or off");
+        } else if (*n == "aio") {
+            auto m = ParseAioMode(v);
+            if (!m.ok()) return Fail(m.status());
+            o.aio = *m;
         } else if (*n == "zoned") {
             if (v == "seq") o.zoned = ZonedMode::kSeq;
             else if (v == "append") o.zoned = ZonedMode::kAppend;
@@ -317,6 +322,7 @@ int CmdBench(Args& a) {
     if (pos.size() != 1)
         return Fail("usage: bench [-w] [-d depth] [-s size] [-c count] [-t none|writeback] [-o offset] [-S step] "
                     "[--pattern=seq|rand] [--zoned=seq|append] [--flush-interval=N] [--persist-zones=on|off] "
+                    "[--aio=io_uring|threads|sync|auto] "
                     "[-f FMT] FILE");
     if (o.size % 512) return Fail("the buffer size must be a multiple of 512 bytes");
 
@@ -326,6 +332,7 @@ int CmdBench(Args& a) {
     bo.read_only = !o.write;
     bo.direct = o.direct;
     bo.persist_zones = o.persist_zones;
+    bo.aio = o.aio;
     auto be = BlockBackend::Open(bo);
     if (!be.ok()) return Fail(be.status().Prefix("Could not open '" + pos[0] + "'"));
     BlockBackend& b = **be;
@@ -352,6 +359,7 @@ int CmdBench(Args& a) {
                static_cast<unsigned long long>(o.offset),
                static_cast<unsigned long long>(o.random ? 0 : (o.step ? o.step : o.size)));
     }
+    printf("I/O engine: %s\n", AioModeName(b.aio_mode()));
     fflush(stdout);
     Bench bench(b, o);
     auto t0 = std::chrono::steady_clock::now();
