@@ -83,7 +83,7 @@ Status FaultFile::Admit(OpKind kind, uint64_t off, uint64_t len) {
     case OpKind::kPunchHole: stats_.punch_holes++; break;
     default: stats_.queries++; break;
     }
-    auto fail = [&](int err, const std::string& why) {
+    auto fail = [&](int err, const std::string& why) REQUIRES(mu_) {
         stats_.failed++;
         return Status::Error(err, std::string(KindName(kind)) + " on " + inner_->name() + ": " + why);
     };

@@ -105,7 +105,7 @@ Status Image::FreeL2EntryTarget(uint64_t entry) {
 }
 
 Result<uint64_t> Image::L2EntryFor(uint64_t guest_off) {
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     QZNS_ASSIGN(Mapping m, LookupMapping(guest_off, 1));
     return m.l2_entry;
 }

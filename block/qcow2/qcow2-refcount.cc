@@ -203,7 +203,7 @@ Status Image::GrowRefcountTable(uint64_t min_blocks) {
     file_end_ = std::max(file_end_, next << cluster_bits_);
 
     // Blocks first, then the table, then the header that points to it.
-    Status st = [&]() -> Status {
+    Status st = [&]() REQUIRES(mu_) -> Status {
         for (uint64_t c = table_start; c < next; c++) QZNS_TRY(SetRefcount(c, 1));
         QZNS_TRY(refblock_cache_.WriteDirty());
         std::vector<uint8_t> raw(new_clusters * cluster_size_);

@@ -31,13 +31,13 @@ Result<ZoneExtent> Image::MapZone(uint32_t zone, bool allocate) {
         n >= (uint64_t{1} << refblock_bits_))
         return scattered;
 
-    std::unique_lock<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     while (true) {
         // An allocating write (or another MapZone) in the range finishes first.
         bool busy = false;
         for (uint64_t gc = start >> cluster_bits_; gc < (start + len) >> cluster_bits_ && !busy; gc++) {
             if (inflight_alloc_.count(gc)) {
-                WaitClusterIdle(lk, gc);
+                WaitClusterIdle(gc);
                 busy = true;
             }
         }
@@ -71,11 +71,11 @@ Result<ZoneExtent> Image::MapZone(uint32_t zone, bool allocate) {
     // it was at open: punch them (unlocked; the claimed clusters keep other writers out).
     if (!fresh || host < initial_eof_) {
         for (uint64_t i = 0; i < n; i++) inflight_alloc_.insert((start >> cluster_bits_) + i);
-        lk.unlock();
+        lk.Unlock();
         Status st = file_->PunchHole(host, len);
-        lk.lock();
+        lk.Lock();
         for (uint64_t i = 0; i < n; i++) inflight_alloc_.erase((start >> cluster_bits_) + i);
-        cluster_idle_cv_.notify_all();
+        cluster_idle_cv_.NotifyAll();
         if (!st.ok()) {
             if (fresh) (void)UpdateRefcount(host, len, -1);  // nothing maps them yet
             return st.Prefix("zeroing the new extent of zone " + std::to_string(zone));

@@ -184,7 +184,7 @@ Status Image::ValidateZonedTables() {
         for (uint64_t pos = off; pos < off + len;) {
             Mapping m;
             {
-                std::lock_guard<std::mutex> lk(mu_);
+                util::MutexLock lk(mu_);
                 QZNS_ASSIGN(m, LookupMapping(pos, off + len - pos));
             }
             if (KindOf(m.l2_entry, info_.version) != ClusterKind::kNormal)

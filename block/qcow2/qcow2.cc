@@ -25,15 +25,19 @@ Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, OpenFlags
                                            std::unique_ptr<BlockDriver> backing) {
     std::unique_ptr<Image> img(new Image(std::move(file)));
     img->backing_ = std::move(backing);
-    QZNS_TRY(img->ParseHeader());
-    QZNS_TRY(img->ReadSnapshots());
-    QZNS_ASSIGN(uint64_t fsize, img->file_->Size());
-    uint64_t cs = img->cluster_size_;
-    img->file_end_ = (fsize + cs - 1) / cs * cs;
-    img->initial_eof_ = img->file_end_;
-    // Caches sized to cover 32 MiB of L2 tables and 4 MiB of refcount blocks.
-    img->l2_cache_.Init(img->file_.get(), cs, (32u << 20) / cs);
-    img->refblock_cache_.Init(img->file_.get(), cs, (4u << 20) / cs);
+    {
+        // Nobody else can see the image yet: holding mu_ across this I/O costs nothing.
+        util::MutexLock lk(img->mu_);
+        QZNS_TRY(img->ParseHeader());
+        QZNS_TRY(img->ReadSnapshots());
+        QZNS_ASSIGN(uint64_t fsize, img->file_->Size());
+        uint64_t cs = img->cluster_size_;
+        img->file_end_ = (fsize + cs - 1) / cs * cs;
+        img->initial_eof_ = img->file_end_;
+        // Caches sized to cover 32 MiB of L2 tables and 4 MiB of refcount blocks.
+        img->l2_cache_.Init(img->file_.get(), cs, (32u << 20) / cs);
+        img->refblock_cache_.Init(img->file_.get(), cs, (4u << 20) / cs);
+    }
 
     if (img->info_.seed_layout) {
         ZonedGeometry g = *img->info_.zoned;
@@ -79,6 +83,7 @@ Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, OpenFlags
             img->zoned_ext_.flags |= kZonedFlagInUse;
         }
         if (autoclear != in.autoclear_features || (img->has_zoned_ext_ && !was_in_use)) {
+            util::MutexLock lk(img->mu_);  // still single-threaded (see above)
             img->info_.autoclear_features = autoclear;
             QZNS_TRY(img->WriteHeader());
             QZNS_TRY(img->file_->Sync());
@@ -87,7 +92,11 @@ Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, OpenFlags
     return img;
 }
 
-Status Image::CheckWritable() const {
+// Without mu_ (CheckWritable is called both ways): the analysis cannot see the publication
+// protocol of writable_ (qcow2.h): write_failure_ and info_.corrupt are written once, under mu_,
+// before the release store that turns writable_ false, and never again while the image is open,
+// so a thread that loaded false with acquire reads their final values.
+Status Image::WriteRefusal() const NO_THREAD_SAFETY_ANALYSIS {
     if (closed_.load(std::memory_order_acquire)) return Status::Error(EBADF, "image is closed");
     if (!writable_.load(std::memory_order_acquire)) {
         if (info_.corrupt) return Status::Error(EUCLEAN, "image is corrupt; run 'qzns-img check -r all'");
@@ -111,8 +120,8 @@ Status Image::MarkCorrupt(const std::string& why) {
     return Status::Error(EUCLEAN, msg);
 }
 
-void Image::WaitClusterIdle(std::unique_lock<std::mutex>& lk, uint64_t guest_cluster) {
-    cluster_idle_cv_.wait(lk, [&] { return !inflight_alloc_.count(guest_cluster); });
+void Image::WaitClusterIdle(uint64_t guest_cluster) {
+    cluster_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !inflight_alloc_.count(guest_cluster); });
 }
 
 Status Image::ReadUnallocated(uint64_t off, uint8_t* buf, uint64_t len) {
@@ -139,7 +148,7 @@ Status Image::ReadInternal(uint64_t off, uint8_t* buf, uint64_t len) {
     while (len > 0) {
         Mapping m;
         {
-            std::lock_guard<std::mutex> lk(mu_);
+            util::MutexLock lk(mu_);
             QZNS_ASSIGN(m, LookupMapping(off, len));
         }
         uint64_t n = m.run_bytes;
@@ -178,17 +187,17 @@ Status Image::Write(uint64_t off, const void* buf, uint64_t len) {
 Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
     std::vector<uint8_t> bounce;
     while (len > 0) {
-        std::unique_lock<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         QZNS_TRY(CheckWritable());
         uint64_t gc = off >> cluster_bits_;
-        WaitClusterIdle(lk, gc);
+        WaitClusterIdle(gc);
         QZNS_ASSIGN(Mapping m, LookupMapping(off, std::min(len, kMaxAllocRunBytes)));
         ClusterKind kind = KindOf(m.l2_entry, info_.version);
         uint64_t in_cluster = off & (cluster_size_ - 1);
         if (kind == ClusterKind::kNormal) {
             uint64_t host = (m.l2_entry & kL2OffsetMask) + in_cluster;
             uint64_t n = m.run_bytes;
-            lk.unlock();
+            lk.Unlock();
             QZNS_TRY(file_->Pwrite(buf, n, host));
             off += n;
             buf += n;
@@ -219,7 +228,7 @@ Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
         bool known_zero = host >= initial_eof_ && !backing_ &&
                           (kind == ClusterKind::kUnallocated || kind == ClusterKind::kZeroPlain);
         uint64_t old_entry = m.l2_entry;
-        lk.unlock();
+        lk.Unlock();
 
         Status st;
         uint64_t span = k << cluster_bits_;
@@ -247,7 +256,7 @@ Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
             }
         }
 
-        lk.lock();
+        lk.Lock();
         if (st.ok()) {
             for (uint64_t i = 0; i < k && st.ok(); i++) {
                 st = SetL2Entry((gc + i) << cluster_bits_, (host + (i << cluster_bits_)) | kOflagCopied);
@@ -264,10 +273,10 @@ Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
             (void)undo;
         }
         for (uint64_t i = 0; i < k; i++) inflight_alloc_.erase(gc + i);
-        cluster_idle_cv_.notify_all();
+        cluster_idle_cv_.NotifyAll();
         if (st.ok() && l2_cache_.dirty_count() + refblock_cache_.dirty_count() > kMaxDirtyTables)
             st = FlushMetadataLocked();
-        lk.unlock();
+        lk.Unlock();
         QZNS_TRY(st);
         off += n;
         buf += n;
@@ -280,17 +289,17 @@ Status Image::WriteZeroes(uint64_t off, uint64_t len, bool may_unmap) {
     QZNS_TRY(CheckWritable());
     if (off > size_ || len > size_ - off)
         return Status::Error(EINVAL, "write beyond the end of the disk");
-    return ZeroOrDiscardLocked(off, len, false, may_unmap);
+    return ZeroOrDiscard(off, len, false, may_unmap);
 }
 
 Status Image::Discard(uint64_t off, uint64_t len) {
     QZNS_TRY(CheckWritable());
     if (off > size_ || len > size_ - off)
         return Status::Error(EINVAL, "discard beyond the end of the disk");
-    return ZeroOrDiscardLocked(off, len, true, true);
+    return ZeroOrDiscard(off, len, true, true);
 }
 
-Status Image::ZeroOrDiscardLocked(uint64_t off, uint64_t len, bool discard, bool may_unmap) {
+Status Image::ZeroOrDiscard(uint64_t off, uint64_t len, bool discard, bool may_unmap) {
     uint64_t cs = cluster_size_;
     uint64_t head_end = std::min(off + len, (off + cs - 1) / cs * cs);
     uint64_t tail_start = std::max(head_end, (off + len) / cs * cs);
@@ -313,9 +322,9 @@ Status Image::ZeroOrDiscardLocked(uint64_t off, uint64_t len, bool discard, bool
     }
     if (discard && info_.version < 3 && backing_) return Status::Ok();  // nothing safe to do
 
-    std::unique_lock<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     for (uint64_t pos = head_end; pos < tail_start;) {
-        WaitClusterIdle(lk, pos / cs);
+        WaitClusterIdle(pos / cs);
         QZNS_TRY(CheckWritable());
         QZNS_ASSIGN(Mapping m, LookupMapping(pos, cs));
         ClusterKind kind = KindOf(m.l2_entry, info_.version);
@@ -386,7 +395,7 @@ Status Image::FlushMetadataLocked() {
 
 Status Image::Flush() {
     if (closed_) return Status::Error(EBADF, "image is closed");
-    std::lock_guard<std::mutex> lk(mu_);
+    util::MutexLock lk(mu_);
     return FlushMetadataLocked();
 }
 
@@ -395,7 +404,7 @@ Result<BlockStatus> Image::GetStatus(uint64_t off, uint64_t len) {
     len = std::min(len, size_ - off);
     Mapping m;
     {
-        std::lock_guard<std::mutex> lk(mu_);
+        util::MutexLock lk(mu_);
         QZNS_ASSIGN(m, LookupMapping(off, len));
     }
     BlockStatus bs;
@@ -430,7 +439,8 @@ Status Image::Close() {
     if (closed_) return Status::Ok();
     Status st;
     if (writable_) {
-        std::lock_guard<std::mutex> lk(mu_);
+        // Close runs alone (the caller stops all I/O first), so it may hold mu_ across I/O.
+        util::MutexLock lk(mu_);
         st = FlushMetadataLocked();
         if (st.ok()) st = FlushMetadataLocked();  // writes back the frees applied by the first
         if (st.ok() && has_zoned_ext_ && (zoned_ext_.flags & kZonedFlagInUse)) {

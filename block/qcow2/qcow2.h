@@ -19,10 +19,8 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -33,6 +31,7 @@
 #include "block/qcow2/qcow2-cache.h"
 #include "block/zoned/zone-state-machine.h"
 #include "block/zoned/zoned-store.h"
+#include "util/mutex.h"
 
 namespace qzns::qcow2 {
 
@@ -125,13 +124,13 @@ public:
     const char* format_name() const override { return "qcow2"; }
     uint64_t size() const override { return size_; }
     bool read_only() const override { return !writable_.load(std::memory_order_acquire); }
-    Status Read(uint64_t off, void* buf, uint64_t len) override;
-    Status Write(uint64_t off, const void* buf, uint64_t len) override;
-    Status WriteZeroes(uint64_t off, uint64_t len, bool may_unmap) override;
-    Status Discard(uint64_t off, uint64_t len) override;
-    Status Flush() override;
-    Result<BlockStatus> GetStatus(uint64_t off, uint64_t len) override;
-    Status Close() override;
+    Status Read(uint64_t off, void* buf, uint64_t len) override EXCLUDES(mu_);
+    Status Write(uint64_t off, const void* buf, uint64_t len) override EXCLUDES(mu_);
+    Status WriteZeroes(uint64_t off, uint64_t len, bool may_unmap) override EXCLUDES(mu_);
+    Status Discard(uint64_t off, uint64_t len) override EXCLUDES(mu_);
+    Status Flush() override EXCLUDES(mu_);
+    Result<BlockStatus> GetStatus(uint64_t off, uint64_t len) override EXCLUDES(mu_);
+    Status Close() override EXCLUDES(mu_);
 
     const ImageInfo& info() const { return info_; }
     // Unallocated clusters read from here from now on (read-only use of the backing image).
@@ -147,25 +146,25 @@ public:
     const std::string& zoned_problem() const override { return info_.zoned_problem; }
     // Zone words, host-endian. Written in place (the tables are preallocated); durable after
     // the next Flush().
-    Status ReadZoneWords(uint32_t first, uint32_t count, uint64_t* out) override;
-    Status WriteZoneWords(uint32_t first, uint32_t count, const uint64_t* in) override;
-    Status ReadZded(uint32_t zone, void* buf) override;
-    Status WriteZded(uint32_t zone, const void* buf) override;
+    Status ReadZoneWords(uint32_t first, uint32_t count, uint64_t* out) override EXCLUDES(mu_);
+    Status WriteZoneWords(uint32_t first, uint32_t count, const uint64_t* in) override EXCLUDES(mu_);
+    Status ReadZded(uint32_t zone, void* buf) override EXCLUDES(mu_);
+    Status WriteZded(uint32_t zone, const void* buf) override EXCLUDES(mu_);
     // False when the last writer died without closing the image.
     bool zoned_clean_at_open() const override { return !info_.zoned_in_use; }
 
     // ---- zone-linear extents (qcow2-zone-extent.cc) ----
-    Result<ZoneExtent> MapZone(uint32_t zone, bool allocate) override;
+    Result<ZoneExtent> MapZone(uint32_t zone, bool allocate) override EXCLUDES(mu_);
     Status ReadExtent(uint64_t host, void* buf, uint64_t len) override;
     Status WriteExtent(uint64_t host, const void* buf, uint64_t len) override;
     Status ZeroExtent(uint64_t host, uint64_t len) override;
     uint32_t allocation_unit() const override { return cluster_size_; }
 
     // ---- check (qcow2-check.cc) ----
-    Result<CheckResult> Check(RepairMode mode);
+    Result<CheckResult> Check(RepairMode mode) EXCLUDES(mu_);
 
     // Raw view for tests: the L2 entry mapping a guest offset (0 if unmapped).
-    Result<uint64_t> L2EntryFor(uint64_t guest_off);
+    Result<uint64_t> L2EntryFor(uint64_t guest_off) EXCLUDES(mu_);
 
 private:
     explicit Image(std::unique_ptr<File> file);
@@ -173,21 +172,21 @@ private:
     friend class Checker;
 
     // qcow2-header.cc
-    Status ParseHeader();
+    Status ParseHeader() REQUIRES(mu_);
     Status ParseExtensions(const std::vector<uint8_t>& cluster0, uint32_t header_length);
-    Status WriteHeader();  // rewrites cluster 0, preserving unknown extensions
-    Status WriteHeaderWith(bool feature_table);
-    Status SetIncompatBit(uint64_t bit, bool on);
+    Status WriteHeader() REQUIRES(mu_);  // rewrites cluster 0, preserving unknown extensions
+    Status WriteHeaderWith(bool feature_table) REQUIRES(mu_);
+    Status SetIncompatBit(uint64_t bit, bool on) REQUIRES(mu_);
 
     // qcow2-refcount.cc
-    Result<uint64_t> GetRefcount(uint64_t cluster_index);
-    Status SetRefcount(uint64_t cluster_index, uint64_t value);
-    Status UpdateRefcount(uint64_t host_off, uint64_t len, int64_t delta);
-    Result<uint64_t> AllocClusters(uint64_t n);  // contiguous; returns host offset
-    Status LoadRefcountBlock(uint64_t block_index, bool create, TablePtr* out);
-    Status GrowRefcountTable(uint64_t min_blocks);
-    void QueueFree(uint64_t host_off, uint64_t len);
-    Status ApplyPendingFrees();
+    Result<uint64_t> GetRefcount(uint64_t cluster_index) REQUIRES(mu_);
+    Status SetRefcount(uint64_t cluster_index, uint64_t value) REQUIRES(mu_);
+    Status UpdateRefcount(uint64_t host_off, uint64_t len, int64_t delta) REQUIRES(mu_);
+    Result<uint64_t> AllocClusters(uint64_t n) REQUIRES(mu_);  // contiguous; returns host offset
+    Status LoadRefcountBlock(uint64_t block_index, bool create, TablePtr* out) REQUIRES(mu_);
+    Status GrowRefcountTable(uint64_t min_blocks) REQUIRES(mu_);
+    void QueueFree(uint64_t host_off, uint64_t len) REQUIRES(mu_);
+    Status ApplyPendingFrees() REQUIRES(mu_);
     uint64_t RefcountMax() const;
 
     // qcow2-cluster.cc
@@ -195,10 +194,10 @@ private:
         uint64_t l2_entry = 0;     // 0 when the L2 table does not exist
         uint64_t run_bytes = 0;    // bytes from the query offset with the same kind of mapping
     };
-    Result<Mapping> LookupMapping(uint64_t guest_off, uint64_t max_bytes);
-    Status LoadL2(uint64_t l1_index, bool create, TablePtr* out);
-    Status SetL2Entry(uint64_t guest_off, uint64_t entry);
-    Status FreeL2EntryTarget(uint64_t entry);
+    Result<Mapping> LookupMapping(uint64_t guest_off, uint64_t max_bytes) REQUIRES(mu_);
+    Status LoadL2(uint64_t l1_index, bool create, TablePtr* out) REQUIRES(mu_);
+    Status SetL2Entry(uint64_t guest_off, uint64_t entry) REQUIRES(mu_);
+    Status FreeL2EntryTarget(uint64_t entry) REQUIRES(mu_);
 
     // qcow2-compress.cc
     Status ReadCompressed(uint64_t l2_entry, uint8_t* cluster_buf);
@@ -207,22 +206,28 @@ private:
     Status ReadSnapshots();
 
     // qcow2.cc internals
-    Status ReadInternal(uint64_t off, uint8_t* buf, uint64_t len);
-    Status WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len);
-    Status WriteCluster(uint64_t off, const uint8_t* buf, uint64_t len);
+    Status ReadInternal(uint64_t off, uint8_t* buf, uint64_t len) EXCLUDES(mu_);
+    Status WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) EXCLUDES(mu_);
     Status ReadUnallocated(uint64_t off, uint8_t* buf, uint64_t len);
-    Status FlushMetadataLocked();
-    Status ZeroOrDiscardLocked(uint64_t off, uint64_t len, bool discard, bool may_unmap);
-    void WaitClusterIdle(std::unique_lock<std::mutex>& lk, uint64_t guest_cluster);
-    Status CheckWritable() const;
-    Status MarkCorrupt(const std::string& why);
+    Status FlushMetadataLocked() REQUIRES(mu_);
+    Status ZeroOrDiscard(uint64_t off, uint64_t len, bool discard, bool may_unmap) EXCLUDES(mu_);
+    void WaitClusterIdle(uint64_t guest_cluster) REQUIRES(mu_);
+    // With or without mu_: the fast path is an atomic load, the refusal reads fields that are
+    // final once writable_ is false (see writable_).
+    Status CheckWritable() const {
+        if (!closed_.load(std::memory_order_acquire) && writable_.load(std::memory_order_acquire))
+            return Status::Ok();
+        return WriteRefusal();
+    }
+    Status WriteRefusal() const;
+    Status MarkCorrupt(const std::string& why) REQUIRES(mu_);
 
     // qcow2-zoned.cc
     Status ParseZonedExtension(const uint8_t* data, uint32_t len);
     Status ParseSeedZonedExtension(const uint8_t* data, uint32_t len);
     void SerializeZonedExtension(std::vector<uint8_t>* out) const;
-    Status ValidateZonedTables();
-    Status ZoneAreaIo(uint64_t guest_off, void* buf, uint64_t len, bool write);
+    Status ValidateZonedTables() EXCLUDES(mu_);
+    Status ZoneAreaIo(uint64_t guest_off, void* buf, uint64_t len, bool write) EXCLUDES(mu_);
 
     std::unique_ptr<File> file_;
     std::unique_ptr<BlockDriver> backing_;
@@ -231,8 +236,11 @@ private:
     // writable_ turns false with a release store, so a reader that sees false can read them.
     std::atomic<bool> writable_{false};
     std::atomic<bool> closed_{false};
+    // Fixed once Open returns, except corrupt and the feature bits, which change under mu_ (with
+    // the header rewrite) and are read without it only by the single-threaded tools.
     ImageInfo info_;
 
+    // The geometry below is fixed once Open returns and read without mu_.
     uint64_t size_ = 0;
     uint32_t cluster_bits_ = 0;
     uint32_t cluster_size_ = 0;
@@ -241,12 +249,6 @@ private:
     uint32_t refblock_bits_ = 0;  // log2 of entries per refcount block
     uint64_t l1_table_offset_ = 0;
     uint32_t l1_size_ = 0;
-    std::vector<uint64_t> l1_;  // host-endian copy
-    std::set<uint32_t> dirty_l1_;
-    uint64_t refcount_table_offset_ = 0;
-    uint32_t refcount_table_clusters_ = 0;
-    std::vector<uint64_t> reftable_;  // host-endian copy
-    bool reftable_dirty_ = false;
     uint32_t header_length_ = 0;
     uint64_t snapshots_offset_ = 0;
     uint32_t nb_snapshots_ = 0;
@@ -255,25 +257,37 @@ private:
     // Header extensions qzns does not interpret, kept verbatim on rewrite.
     std::vector<std::pair<uint32_t, std::vector<uint8_t>>> unknown_exts_;
     std::vector<uint8_t> feature_table_;
+    // The table offsets are fixed once Open returns; flags (the in-use bit) change only in
+    // Open and Close, which run alone.
     ZonedExtension zoned_ext_{};
     bool has_zoned_ext_ = false;
 
-    std::mutex mu_;  // guards all metadata below and above
-    std::condition_variable cluster_idle_cv_;
-    std::set<uint64_t> inflight_alloc_;  // guest cluster indexes with an allocating write in flight
-    TableCache l2_cache_;
-    TableCache refblock_cache_;
-    std::vector<std::pair<uint64_t, uint64_t>> pending_frees_;  // host (offset, length)
-    uint64_t free_hint_ = 0;     // lowest cluster index that may be free
-    uint64_t file_end_ = 0;      // end of the last cluster handed out (may exceed the file size)
+    // Guards the metadata below: the mapping and refcount tables, their caches, allocation
+    // state and the in-flight claims.
+    util::Mutex mu_;
+    util::CondVar cluster_idle_cv_;  // an inflight_alloc_ claim was released
+    std::vector<uint64_t> l1_ GUARDED_BY(mu_);  // host-endian copy
+    std::set<uint32_t> dirty_l1_ GUARDED_BY(mu_);
+    uint64_t refcount_table_offset_ GUARDED_BY(mu_) = 0;
+    uint32_t refcount_table_clusters_ GUARDED_BY(mu_) = 0;
+    std::vector<uint64_t> reftable_ GUARDED_BY(mu_);  // host-endian copy
+    bool reftable_dirty_ GUARDED_BY(mu_) = false;
+    // Guest cluster indexes with an allocating write (or a MapZone) in flight.
+    std::set<uint64_t> inflight_alloc_ GUARDED_BY(mu_);
+    TableCache l2_cache_ GUARDED_BY(mu_);
+    TableCache refblock_cache_ GUARDED_BY(mu_);
+    std::vector<std::pair<uint64_t, uint64_t>> pending_frees_ GUARDED_BY(mu_);  // host (offset, length)
+    uint64_t free_hint_ GUARDED_BY(mu_) = 0;  // lowest cluster index that may be free
+    // End of the last cluster handed out (may exceed the file size).
+    uint64_t file_end_ GUARDED_BY(mu_) = 0;
     // Host clusters at or after the file's end at open time read as zeros until written (they
     // were never written, or were punched when freed), so allocating writes there skip the
     // copy-on-write fill.
-    uint64_t initial_eof_ = 0;
-    bool metadata_dirty_ = false;
-    bool data_written_since_sync_ = false;
+    uint64_t initial_eof_ GUARDED_BY(mu_) = 0;
+    bool metadata_dirty_ GUARDED_BY(mu_) = false;
     // Why writes stopped after a metadata update failed half-way (empty while writable).
-    std::string write_failure_;
+    // Written once, under mu_, before writable_ turns false; WriteRefusal reads it without mu_.
+    std::string write_failure_ GUARDED_BY(mu_);
 };
 
 }  // namespace qzns::qcow2
