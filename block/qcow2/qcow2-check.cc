@@ -43,6 +43,7 @@ private:
     // points, which take it themselves.
     Status CountReferences() EXCLUDES(img_.mu_) {
         util::MutexLock lk(img_.mu_);
+        Image::ScopedLockedIo io(img_.locked_io_);
         QZNS_ASSIGN(uint64_t fsize, img_.file_->Size());
         file_size_ = fsize;
         cs_ = img_.cluster_size_;

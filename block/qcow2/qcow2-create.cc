@@ -163,6 +163,7 @@ Status Create(std::unique_ptr<File> file, const CreateOptions& opts) {
     if (opts.preallocation == "metadata") {
         for (uint64_t i = 0; i < DivRoundUp(opts.size, l2_coverage); i++) {
             util::MutexLock lk(opened->mu_);
+            Image::ScopedLockedIo io(opened->locked_io_);  // nobody else has the image yet
             TablePtr t;
             QZNS_TRY(opened->LoadL2(i, true, &t));
         }

@@ -185,7 +185,10 @@ Status Image::ValidateZonedTables() {
             Mapping m;
             {
                 util::MutexLock lk(mu_);
-                QZNS_ASSIGN(m, LookupMapping(pos, off + len - pos));
+                QZNS_TRY(RunStep(StepKind::kLookup, [&]() REQUIRES(mu_) -> Status {
+                    QZNS_ASSIGN(m, LookupMapping(pos, off + len - pos));
+                    return Status::Ok();
+                }));
             }
             if (KindOf(m.l2_entry, info_.version) != ClusterKind::kNormal)
                 return Status::Error(EINVAL, std::string(what) + " is not fully allocated");

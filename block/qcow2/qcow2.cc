@@ -114,14 +114,69 @@ Status Image::MarkCorrupt(const std::string& why) {
         // writable_ in qcow2.h).
         info_.corrupt = true;
         writable_.store(false, std::memory_order_release);
+        // Holds mu_ across the header write: rare, and the image is unusable for writes from
+        // here on anyway.
+        ScopedLockedIo io(locked_io_);
         Status st = SetIncompatBit(kIncompatCorrupt, true);
         (void)st;
     }
     return Status::Error(EUCLEAN, msg);
 }
 
+
 void Image::WaitClusterIdle(uint64_t guest_cluster) {
-    cluster_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !inflight_alloc_.count(guest_cluster); });
+    cluster_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !truncating_ && !inflight_alloc_.count(guest_cluster); });
+}
+
+Status Image::FindTable(bool l2, uint64_t off, TablePtr* out) {
+    TableCache& cache = l2 ? l2_cache_ : refblock_cache_;
+    if ((*out = cache.Find(off))) return Status::Ok();
+    if (locked_io_) return cache.Get(off, out);
+    miss_ = TableMiss{l2 ? TableMiss::kL2Table : TableMiss::kRefcountBlock, off};
+    // Only RunStep sees this: it loads the table and reruns the step.
+    return Status::Error(EAGAIN, "metadata table at " + std::to_string(off) + " is not cached (internal)");
+}
+
+Status Image::LoadMissedTable(TableMiss miss, std::vector<TablePtr>* pins) {
+    if (miss.kind == TableMiss::kFlushWriting) {
+        cluster_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !flush_writing_; });
+        return Status::Ok();
+    }
+    TableCache& cache = miss.kind == TableMiss::kL2Table ? l2_cache_ : refblock_cache_;
+    uint64_t off = miss.offset;
+    while (true) {
+        if (TablePtr t = cache.Find(off)) {
+            pins->push_back(std::move(t));
+            return Status::Ok();
+        }
+        if (!cache.loading(off)) break;
+        table_loaded_cv_.Wait(mu_);  // another thread is reading it; use its copy
+    }
+    cache.BeginLoad(off);
+    std::vector<uint8_t> data(cache.table_size());
+    mu_.Unlock();
+    Status st = file_->Pread(data.data(), data.size(), off);
+    mu_.Lock();
+    TablePtr t = cache.EndLoad(off, st.ok() ? &data : nullptr);
+    table_loaded_cv_.NotifyAll();
+    QZNS_TRY(st.Prefix("reading the metadata table at " + std::to_string(off)));
+    if (t) pins->push_back(std::move(t));
+    return Status::Ok();  // dropped meanwhile (t null): the rerun looks again
+}
+
+Status Image::RunStep(StepKind kind, const std::function<Status()>& step) {
+    // Tables loaded for this step stay cached until it has run through: a step needing several
+    // tables cannot be starved by the loads of the others evicting them.
+    std::vector<TablePtr> pins;
+    while (true) {
+        if (kind == StepKind::kAllocate) cluster_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !truncating_; });
+        miss_.reset();
+        Status st = step();
+        if (!miss_) return st;
+        TableMiss m = *miss_;
+        miss_.reset();
+        QZNS_TRY(LoadMissedTable(m, &pins));
+    }
 }
 
 Status Image::ReadUnallocated(uint64_t off, uint8_t* buf, uint64_t len) {
@@ -149,7 +204,10 @@ Status Image::ReadInternal(uint64_t off, uint8_t* buf, uint64_t len) {
         Mapping m;
         {
             util::MutexLock lk(mu_);
-            QZNS_ASSIGN(m, LookupMapping(off, len));
+            QZNS_TRY(RunStep(StepKind::kLookup, [&]() REQUIRES(mu_) -> Status {
+                QZNS_ASSIGN(m, LookupMapping(off, len));
+                return Status::Ok();
+            }));
         }
         uint64_t n = m.run_bytes;
         uint64_t in_cluster = off & (cluster_size_ - 1);
@@ -188,15 +246,49 @@ Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
     std::vector<uint8_t> bounce;
     while (len > 0) {
         util::MutexLock lk(mu_);
-        QZNS_TRY(CheckWritable());
         uint64_t gc = off >> cluster_bits_;
-        WaitClusterIdle(gc);
-        QZNS_ASSIGN(Mapping m, LookupMapping(off, std::min(len, kMaxAllocRunBytes)));
-        ClusterKind kind = KindOf(m.l2_entry, info_.version);
         uint64_t in_cluster = off & (cluster_size_ - 1);
+        Mapping m;
+        ClusterKind kind = ClusterKind::kUnallocated;
+        uint64_t n = 0, k = 0, host = 0;
+        bool known_zero = false;
+        // Everything up to the claim is one step: it changes nothing before AllocClusters
+        // succeeds (AllocClusters itself misses before it changes anything), so a rerun after
+        // a table miss starts over cleanly.
+        QZNS_TRY(RunStep(StepKind::kAllocate, [&]() REQUIRES(mu_) -> Status {
+            QZNS_TRY(CheckWritable());
+            WaitClusterIdle(gc);
+            QZNS_ASSIGN(m, LookupMapping(off, std::min(len, kMaxAllocRunBytes)));
+            kind = KindOf(m.l2_entry, info_.version);
+            n = m.run_bytes;
+            if (kind == ClusterKind::kNormal) {
+                host = (m.l2_entry & kL2OffsetMask) + in_cluster;
+                return Status::Ok();
+            }
+            // Allocating write: claim the run's clusters so no other writer fills them meanwhile.
+            k = (in_cluster + n + cluster_size_ - 1) >> cluster_bits_;
+            if (kind == ClusterKind::kCompressed) k = 1;
+            bool busy = false;
+            for (uint64_t i = 0; i < k && !busy; i++) busy = inflight_alloc_.count(gc + i) > 0;
+            if (busy) {
+                k = 1;  // the first cluster is idle (waited above); take just that one
+                n = std::min(n, uint64_t{cluster_size_} - in_cluster);
+            }
+            // A refcount block made on demand sits on the first cluster it covers, so fresh space
+            // has a used cluster every refcount-block span: a run as long as the span (64-bit
+            // refcounts, whole L2 table written) could never be found contiguous.
+            uint64_t max_k = std::max<uint64_t>(1, (uint64_t{1} << refblock_bits_) / 2);
+            if (k > max_k) {
+                k = max_k;
+                n = std::min(n, (k << cluster_bits_) - in_cluster);
+            }
+            QZNS_ASSIGN(host, AllocClusters(k));
+            for (uint64_t i = 0; i < k; i++) inflight_alloc_.insert(gc + i);
+            known_zero = host >= initial_eof_ && !backing_ &&
+                         (kind == ClusterKind::kUnallocated || kind == ClusterKind::kZeroPlain);
+            return Status::Ok();
+        }));
         if (kind == ClusterKind::kNormal) {
-            uint64_t host = (m.l2_entry & kL2OffsetMask) + in_cluster;
-            uint64_t n = m.run_bytes;
             lk.Unlock();
             QZNS_TRY(file_->Pwrite(buf, n, host));
             off += n;
@@ -204,29 +296,6 @@ Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
             len -= n;
             continue;
         }
-
-        // Allocating write: claim the run's clusters so no other writer fills them meanwhile.
-        uint64_t n = m.run_bytes;
-        uint64_t k = (in_cluster + n + cluster_size_ - 1) >> cluster_bits_;
-        if (kind == ClusterKind::kCompressed) k = 1;
-        bool busy = false;
-        for (uint64_t i = 0; i < k && !busy; i++) busy = inflight_alloc_.count(gc + i) > 0;
-        if (busy) {
-            k = 1;  // the first cluster is idle (waited above); take just that one
-            n = std::min(n, uint64_t{cluster_size_} - in_cluster);
-        }
-        // A refcount block made on demand sits on the first cluster it covers, so fresh space
-        // has a used cluster every refcount-block span: a run as long as the span (64-bit
-        // refcounts, whole L2 table written) could never be found contiguous.
-        uint64_t max_k = std::max<uint64_t>(1, (uint64_t{1} << refblock_bits_) / 2);
-        if (k > max_k) {
-            k = max_k;
-            n = std::min(n, (k << cluster_bits_) - in_cluster);
-        }
-        QZNS_ASSIGN(uint64_t host, AllocClusters(k));
-        for (uint64_t i = 0; i < k; i++) inflight_alloc_.insert(gc + i);
-        bool known_zero = host >= initial_eof_ && !backing_ &&
-                          (kind == ClusterKind::kUnallocated || kind == ClusterKind::kZeroPlain);
         uint64_t old_entry = m.l2_entry;
         lk.Unlock();
 
@@ -258,25 +327,32 @@ Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
 
         lk.Lock();
         if (st.ok()) {
-            for (uint64_t i = 0; i < k && st.ok(); i++) {
-                st = SetL2Entry((gc + i) << cluster_bits_, (host + (i << cluster_bits_)) | kOflagCopied);
-                if (!st.ok()) break;
-                uint64_t old = old_entry;
-                if (kind == ClusterKind::kZeroAlloc) old = (old_entry & kL2OffsetMask) + (i << cluster_bits_);
-                if (kind == ClusterKind::kZeroAlloc || (kind == ClusterKind::kCompressed && i == 0))
-                    st = FreeL2EntryTarget(kind == ClusterKind::kZeroAlloc ? (old | kOflagCopied) : old);
-            }
-            file_end_ = std::max(file_end_, host + span);
+            // Map the run. The L2 table (held in m.table since the lookup, if it existed) is
+            // found or made first, the only part that can miss; the entries then all hit it.
+            st = RunStep(StepKind::kAllocate, [&]() REQUIRES(mu_) -> Status {
+                TablePtr t;
+                QZNS_TRY(LoadL2(gc >> l2_bits_, true, &t));
+                for (uint64_t i = 0; i < k; i++) {
+                    QZNS_TRY(SetL2Entry((gc + i) << cluster_bits_, (host + (i << cluster_bits_)) | kOflagCopied));
+                    uint64_t old = old_entry;
+                    if (kind == ClusterKind::kZeroAlloc) old = (old_entry & kL2OffsetMask) + (i << cluster_bits_);
+                    if (kind == ClusterKind::kZeroAlloc || (kind == ClusterKind::kCompressed && i == 0))
+                        QZNS_TRY(FreeL2EntryTarget(kind == ClusterKind::kZeroAlloc ? (old | kOflagCopied) : old));
+                }
+                file_end_ = std::max(file_end_, host + span);
+                return Status::Ok();
+            });
         } else {
-            // Nothing references the new clusters yet: give them back at once.
-            Status undo = UpdateRefcount(host, span, -1);
+            // Nothing references the new clusters yet: give them back at once (still claimed,
+            // so nobody else touches them while FreeClusters drops mu_ to punch them).
+            Status undo = FreeClusters({{host, span}});
             (void)undo;
         }
         for (uint64_t i = 0; i < k; i++) inflight_alloc_.erase(gc + i);
         cluster_idle_cv_.NotifyAll();
-        if (st.ok() && l2_cache_.dirty_count() + refblock_cache_.dirty_count() > kMaxDirtyTables)
-            st = FlushMetadataLocked();
+        bool flush = st.ok() && l2_cache_.dirty_count() + refblock_cache_.dirty_count() > kMaxDirtyTables;
         lk.Unlock();
+        if (flush) st = FlushMetadata();
         QZNS_TRY(st);
         off += n;
         buf += n;
@@ -323,80 +399,144 @@ Status Image::ZeroOrDiscard(uint64_t off, uint64_t len, bool discard, bool may_u
     if (discard && info_.version < 3 && backing_) return Status::Ok();  // nothing safe to do
 
     util::MutexLock lk(mu_);
-    for (uint64_t pos = head_end; pos < tail_start;) {
-        WaitClusterIdle(pos / cs);
-        QZNS_TRY(CheckWritable());
-        QZNS_ASSIGN(Mapping m, LookupMapping(pos, cs));
-        ClusterKind kind = KindOf(m.l2_entry, info_.version);
-        uint64_t target;
-        if (!discard && !may_unmap && kind == ClusterKind::kNormal)
-            target = (m.l2_entry & kL2OffsetMask) | kOflagZero | kOflagCopied;
-        else if (!discard || backing_)
-            target = kOflagZero;
-        else
-            target = 0;
-        if (target != m.l2_entry && !(target == 0 && kind == ClusterKind::kUnallocated)) {
-            QZNS_TRY(SetL2Entry(pos, target));
-            if (!(target & kL2OffsetMask)) QZNS_TRY(FreeL2EntryTarget(m.l2_entry));
-        }
-        pos += cs;
+    for (uint64_t pos = head_end; pos < tail_start; pos += cs) {
+        // One step per cluster: SetL2Entry can miss only while making a new L2 table, before
+        // it changes anything (the lookup just found or ruled out the table).
+        QZNS_TRY(RunStep(StepKind::kAllocate, [&]() REQUIRES(mu_) -> Status {
+            WaitClusterIdle(pos / cs);
+            QZNS_TRY(CheckWritable());
+            QZNS_ASSIGN(Mapping m, LookupMapping(pos, cs));
+            ClusterKind kind = KindOf(m.l2_entry, info_.version);
+            uint64_t target;
+            if (!discard && !may_unmap && kind == ClusterKind::kNormal)
+                target = (m.l2_entry & kL2OffsetMask) | kOflagZero | kOflagCopied;
+            else if (!discard || backing_)
+                target = kOflagZero;
+            else
+                target = 0;
+            if (target != m.l2_entry && !(target == 0 && kind == ClusterKind::kUnallocated)) {
+                QZNS_TRY(SetL2Entry(pos, target));
+                if (!(target & kL2OffsetMask)) QZNS_TRY(FreeL2EntryTarget(m.l2_entry));
+            }
+            return Status::Ok();
+        }));
     }
     return Status::Ok();
 }
 
-Status Image::FlushMetadataLocked() {
+Status Image::FlushMetadata() {
+    // One write-back at a time: each marks clean only what it wrote, and applies the frees it
+    // took only after its own L2 write-back is durable.
+    util::MutexLock flush_lk(flush_mu_);
+    util::MutexLock lk(mu_);
     if (!writable_) {
         // Completed writes whose metadata can no longer be written must not look durable.
         if (!write_failure_.empty()) return Status::Error(EIO, write_failure_ + "; recent writes were not saved");
         return Status::Ok();
     }
-    QZNS_ASSIGN(uint64_t fsize, file_->Size());
     // Every cluster handed out must lie inside the file for other tools (they read past EOF
-    // as an error in some checks).
-    if (fsize < file_end_) QZNS_TRY(file_->Truncate(file_end_));
-    if (!metadata_dirty_ && pending_frees_.empty()) return file_->Sync();
+    // as an error in some checks). Allocations wait meanwhile (truncating_), so no writer can
+    // extend the file past `end` and then be cut off by the truncate.
+    truncating_ = true;
+    uint64_t end = file_end_;
+    lk.Unlock();
+    Status st = [&]() -> Status {
+        QZNS_ASSIGN(uint64_t fsize, file_->Size());
+        if (fsize < end) QZNS_TRY(file_->Truncate(end));
+        return Status::Ok();
+    }();
+    lk.Lock();
+    truncating_ = false;
+    cluster_idle_cv_.NotifyAll();
+    QZNS_TRY(st);
+    if (!metadata_dirty_ && pending_frees_.empty()) {
+        lk.Unlock();
+        return file_->Sync();
+    }
 
-    // 1. Refcount increments (and new refcount blocks) before anything points to the clusters.
-    if (refblock_cache_.dirty_count() || reftable_dirty_) {
-        QZNS_TRY(refblock_cache_.WriteDirty());
-        if (reftable_dirty_) {
-            QZNS_TRY(file_->Sync());
-            std::vector<uint8_t> raw(reftable_.size() * 8);
-            for (size_t i = 0; i < reftable_.size(); i++) store_be64(&raw[i * 8], reftable_[i]);
-            QZNS_TRY(file_->Pwrite(raw.data(), raw.size(), refcount_table_offset_));
-            reftable_dirty_ = false;
-        }
+    // Copy what is dirty now. Everything the copies reference was done before them: the data
+    // an L2 entry maps was written before the entry was set, the refcount an entry needs was
+    // raised before it, and an entry whose cluster is in `frees` was cleared before the free
+    // was queued. Later changes stay dirty for the next flush.
+    std::vector<TableCache::DirtyCopy> refblocks = refblock_cache_.CopyDirty();
+    std::vector<TableCache::DirtyCopy> l2s = l2_cache_.CopyDirty();
+    std::vector<std::pair<uint32_t, uint64_t>> l1;
+    for (uint32_t i : dirty_l1_) l1.emplace_back(i, l1_[i]);
+    bool reftable = reftable_dirty_;
+    uint64_t reftable_version = reftable_version_;
+    uint64_t reftable_off = refcount_table_offset_;
+    std::vector<uint8_t> reftable_raw;
+    if (reftable) {
+        reftable_raw.resize(reftable_.size() * 8);
+        for (size_t i = 0; i < reftable_.size(); i++) store_be64(&reftable_raw[i * 8], reftable_[i]);
     }
-    // 2. Data and refcounts durable, then the L2 tables that map the data.
-    QZNS_TRY(file_->Sync());
-    if (l2_cache_.dirty_count() || !dirty_l1_.empty()) {
-        QZNS_TRY(l2_cache_.WriteDirty());
-        // 3. New L2 tables durable before the L1 entries that point to them.
-        if (!dirty_l1_.empty()) {
-            QZNS_TRY(file_->Sync());
-            for (uint32_t i : dirty_l1_) {
-                be64 v(l1_[i]);
-                QZNS_TRY(file_->Pwrite(&v, 8, l1_table_offset_ + uint64_t{i} * 8));
-            }
-            dirty_l1_.clear();
-        }
-        QZNS_TRY(file_->Sync());
-    }
+    std::vector<std::pair<uint64_t, uint64_t>> frees = std::move(pending_frees_);
+    pending_frees_.clear();
     metadata_dirty_ = false;
+    flush_writing_ = true;
+    lk.Unlock();
+
+    st = [&]() -> Status {
+        // 1. Refcount increments (and new refcount blocks) before anything points to the clusters.
+        for (const auto& c : refblocks) QZNS_TRY(file_->Pwrite(c.data.data(), c.data.size(), c.offset));
+        if (reftable) {
+            QZNS_TRY(file_->Sync());
+            QZNS_TRY(file_->Pwrite(reftable_raw.data(), reftable_raw.size(), reftable_off));
+        }
+        // 2. Data and refcounts durable, then the L2 tables that map the data.
+        QZNS_TRY(file_->Sync());
+        if (l2s.empty() && l1.empty()) return Status::Ok();
+        for (const auto& c : l2s) QZNS_TRY(file_->Pwrite(c.data.data(), c.data.size(), c.offset));
+        // 3. New L2 tables durable before the L1 entries that point to them.
+        if (!l1.empty()) {
+            QZNS_TRY(file_->Sync());
+            for (const auto& [i, v] : l1) {
+                be64 raw(v);
+                QZNS_TRY(file_->Pwrite(&raw, 8, l1_table_offset_ + uint64_t{i} * 8));
+            }
+        }
+        return file_->Sync();
+    }();
+
+    lk.Lock();
+    flush_writing_ = false;
+    cluster_idle_cv_.NotifyAll();
+    if (!st.ok()) {
+        // Nothing was marked clean; the frees wait for a flush that succeeds.
+        metadata_dirty_ = true;
+        pending_frees_.insert(pending_frees_.end(), frees.begin(), frees.end());
+        return st;
+    }
+    for (const auto& c : refblocks) refblock_cache_.MarkClean(c);
+    for (const auto& c : l2s) l2_cache_.MarkClean(c);
+    for (const auto& [i, v] : l1)
+        if (l1_[i] == v) dirty_l1_.erase(i);
+    if (reftable && reftable_version_ == reftable_version) reftable_dirty_ = false;
+    if (frees.empty()) return Status::Ok();
+
     // 4. Only now may freed clusters lose their references: the L2 entries that used them are
     // durably gone. The decrements reach the disk with the next flush; a crash before that
     // merely leaks the clusters.
-    if (!pending_frees_.empty()) {
-        QZNS_TRY(ApplyPendingFrees());
-        QZNS_TRY(refblock_cache_.WriteDirty());
+    QZNS_TRY(FreeClusters(frees));
+    refblocks = refblock_cache_.CopyDirty();
+    flush_writing_ = true;
+    lk.Unlock();
+    st = Status::Ok();
+    for (const auto& c : refblocks) {
+        st = file_->Pwrite(c.data.data(), c.data.size(), c.offset);
+        if (!st.ok()) break;
     }
+    lk.Lock();
+    flush_writing_ = false;
+    cluster_idle_cv_.NotifyAll();
+    QZNS_TRY(st);
+    for (const auto& c : refblocks) refblock_cache_.MarkClean(c);
     return Status::Ok();
 }
 
 Status Image::Flush() {
     if (closed_) return Status::Error(EBADF, "image is closed");
-    util::MutexLock lk(mu_);
-    return FlushMetadataLocked();
+    return FlushMetadata();
 }
 
 Result<BlockStatus> Image::GetStatus(uint64_t off, uint64_t len) {
@@ -405,7 +545,10 @@ Result<BlockStatus> Image::GetStatus(uint64_t off, uint64_t len) {
     Mapping m;
     {
         util::MutexLock lk(mu_);
-        QZNS_ASSIGN(m, LookupMapping(off, len));
+        QZNS_TRY(RunStep(StepKind::kLookup, [&]() REQUIRES(mu_) -> Status {
+            QZNS_ASSIGN(m, LookupMapping(off, len));
+            return Status::Ok();
+        }));
     }
     BlockStatus bs;
     bs.bytes = m.run_bytes;
@@ -439,10 +582,10 @@ Status Image::Close() {
     if (closed_) return Status::Ok();
     Status st;
     if (writable_) {
+        st = FlushMetadata();
+        if (st.ok()) st = FlushMetadata();  // writes back the frees applied by the first
         // Close runs alone (the caller stops all I/O first), so it may hold mu_ across I/O.
         util::MutexLock lk(mu_);
-        st = FlushMetadataLocked();
-        if (st.ok()) st = FlushMetadataLocked();  // writes back the frees applied by the first
         if (st.ok() && has_zoned_ext_ && (zoned_ext_.flags & kZonedFlagInUse)) {
             zoned_ext_.flags &= static_cast<uint8_t>(~kZonedFlagInUse);
             st = WriteHeader();

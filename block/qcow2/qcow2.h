@@ -16,9 +16,19 @@
 // L2 entry is cleared durably before the cluster's refcount drops (so a freed cluster can never
 // be mapped by a stale table). A crash can therefore only leak clusters, which `check -r leaks`
 // repairs, never map wrong data.
+//
+// Locking: mu_ guards the metadata and is never held across a File call on the data path
+// (Read, Write, WriteZeroes, Discard, Flush, GetStatus, MapZone and the zone-word calls). Work
+// under mu_ runs as steps (RunStep): a step that needs a metadata table the cache lacks fails
+// with a miss before changing anything, the table is read with mu_ dropped, and the step runs
+// again. Metadata write-back (FlushMetadata) copies the dirty tables under mu_ and writes them
+// without it, one flush at a time (flush_mu_). Open, Create, Check and Close run alone and may
+// hold mu_ across I/O, and so do two rare paths: growing the refcount table
+// (GrowRefcountTable) and marking the image corrupt (MarkCorrupt).
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -181,18 +191,31 @@ private:
     // qcow2-refcount.cc
     Result<uint64_t> GetRefcount(uint64_t cluster_index) REQUIRES(mu_);
     Status SetRefcount(uint64_t cluster_index, uint64_t value) REQUIRES(mu_);
-    Status UpdateRefcount(uint64_t host_off, uint64_t len, int64_t delta) REQUIRES(mu_);
     Result<uint64_t> AllocClusters(uint64_t n) REQUIRES(mu_);  // contiguous; returns host offset
     Status LoadRefcountBlock(uint64_t block_index, bool create, TablePtr* out) REQUIRES(mu_);
     Status GrowRefcountTable(uint64_t min_blocks) REQUIRES(mu_);
     void QueueFree(uint64_t host_off, uint64_t len) REQUIRES(mu_);
-    Status ApplyPendingFrees() REQUIRES(mu_);
+    // Drops one reference per range from every cluster a range touches; clusters that reach 0
+    // are punched first, with mu_ dropped (they still hold their reference, so nothing can
+    // reuse them meanwhile). Not for use inside a step.
+    Status FreeClusters(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) REQUIRES(mu_);
     uint64_t RefcountMax() const;
 
     // qcow2-cluster.cc
+    // A table a step found missing from its cache.
+    struct TableMiss {
+        enum Kind {
+            kL2Table,
+            kRefcountBlock,
+            kFlushWriting,  // not a table: GrowRefcountTable waits for a write-back to end
+        };
+        Kind kind = kL2Table;
+        uint64_t offset = 0;
+    };
     struct Mapping {
         uint64_t l2_entry = 0;     // 0 when the L2 table does not exist
         uint64_t run_bytes = 0;    // bytes from the query offset with the same kind of mapping
+        TablePtr table;            // the L2 table (null if none); holding it keeps it cached
     };
     Result<Mapping> LookupMapping(uint64_t guest_off, uint64_t max_bytes) REQUIRES(mu_);
     Status LoadL2(uint64_t l1_index, bool create, TablePtr* out) REQUIRES(mu_);
@@ -209,8 +232,34 @@ private:
     Status ReadInternal(uint64_t off, uint8_t* buf, uint64_t len) EXCLUDES(mu_);
     Status WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) EXCLUDES(mu_);
     Status ReadUnallocated(uint64_t off, uint8_t* buf, uint64_t len);
-    Status FlushMetadataLocked() REQUIRES(mu_);
+    // Writes back dirty metadata in the order of the rules above and syncs, holding mu_ only
+    // to copy the dirty tables and to mark them clean.
+    Status FlushMetadata() EXCLUDES(mu_, flush_mu_);
+    // The metadata cache behind mu_ (see "Locking" above).
+    enum class StepKind {
+        kLookup,    // reads metadata only
+        kAllocate,  // may allocate clusters: waits while FlushMetadata extends the file
+    };
+    Status RunStep(StepKind kind, const std::function<Status()>& step) REQUIRES(mu_);
+    // The table at a host offset if cached; otherwise (outside locked_io_) records the miss and
+    // fails, for RunStep to load it.
+    Status FindTable(bool l2, uint64_t off, TablePtr* out) REQUIRES(mu_);
+    // Reads a missed table with mu_ dropped and inserts it; `pins` keeps it cached.
+    Status LoadMissedTable(TableMiss miss, std::vector<TablePtr>* pins) REQUIRES(mu_);
+    // Lets cache misses read with mu_ held for a scope (see locked_io_); construct it with
+    // mu_ held.
+    class ScopedLockedIo {
+    public:
+        explicit ScopedLockedIo(int& depth) : depth_(++depth) {}
+        ~ScopedLockedIo() { --depth_; }
+        ScopedLockedIo(const ScopedLockedIo&) = delete;
+        ScopedLockedIo& operator=(const ScopedLockedIo&) = delete;
+
+    private:
+        int& depth_;
+    };
     Status ZeroOrDiscard(uint64_t off, uint64_t len, bool discard, bool may_unmap) EXCLUDES(mu_);
+    // Waits until no claim covers the cluster and no file extension is in progress.
     void WaitClusterIdle(uint64_t guest_cluster) REQUIRES(mu_);
     // With or without mu_: the fast path is an atomic load, the refusal reads fields that are
     // final once writable_ is false (see writable_).
@@ -264,14 +313,28 @@ private:
 
     // Guards the metadata below: the mapping and refcount tables, their caches, allocation
     // state and the in-flight claims.
+    // Serialises metadata write-backs (FlushMetadata). Taken before mu_, never while holding it.
+    util::Mutex flush_mu_;
     util::Mutex mu_;
-    util::CondVar cluster_idle_cv_;  // an inflight_alloc_ claim was released
+    // An inflight_alloc_ claim was released, or truncating_ turned false.
+    util::CondVar cluster_idle_cv_;
+    util::CondVar table_loaded_cv_;  // a table load without mu_ ended (TableCache::loading)
+    std::optional<TableMiss> miss_ GUARDED_BY(mu_);  // the table a step missed (FindTable)
+    // Above 0, cache misses read the table with mu_ held instead of failing the step: for the
+    // phases that run alone and for GrowRefcountTable, which must not be interrupted.
+    int locked_io_ GUARDED_BY(mu_) = 0;
+    // FlushMetadata is extending the file to file_end_ with mu_ dropped: no allocation may
+    // hand out (and a writer then extend the file with) clusters past that end meanwhile.
+    bool truncating_ GUARDED_BY(mu_) = false;
+    // FlushMetadata is writing metadata tables with mu_ dropped (see GrowRefcountTable).
+    bool flush_writing_ GUARDED_BY(mu_) = false;
     std::vector<uint64_t> l1_ GUARDED_BY(mu_);  // host-endian copy
     std::set<uint32_t> dirty_l1_ GUARDED_BY(mu_);
     uint64_t refcount_table_offset_ GUARDED_BY(mu_) = 0;
     uint32_t refcount_table_clusters_ GUARDED_BY(mu_) = 0;
     std::vector<uint64_t> reftable_ GUARDED_BY(mu_);  // host-endian copy
     bool reftable_dirty_ GUARDED_BY(mu_) = false;
+    uint64_t reftable_version_ GUARDED_BY(mu_) = 0;  // bumped by every change of reftable_
     // Guest cluster indexes with an allocating write (or a MapZone) in flight.
     std::set<uint64_t> inflight_alloc_ GUARDED_BY(mu_);
     TableCache l2_cache_ GUARDED_BY(mu_);
