@@ -83,7 +83,7 @@ Status FaultFile::Admit(OpKind kind, uint64_t off, uint64_t len) {
     case OpKind::kPunchHole: stats_.punch_holes++; break;
     default: stats_.queries++; break;
     }
-    auto fail = [&](int err, const std::string& why) {
+    auto fail = [&](int err, const std::string& why) REQUIRES(mu_) {
         stats_.failed++;
         return Status::Error(err, std::string(KindName(kind)) + " on " + inner_->name() + ": " + why);
     };
@@ -133,7 +133,7 @@ Result<uint64_t> FaultFile::LogicalSize() {
 }
 
 Status FaultFile::Pread(void* buf, uint64_t len, uint64_t off) {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     QZNS_TRY(Admit(OpKind::kRead, off, len));
     QZNS_TRY(inner_->Pread(buf, len, off));
     // Replay the unsynced log over the durable bytes, oldest first, so later ops win.
@@ -162,7 +162,7 @@ Status FaultFile::Pread(void* buf, uint64_t len, uint64_t off) {
 }
 
 Status FaultFile::Pwrite(const void* buf, uint64_t len, uint64_t off) {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     if (off + len < off) return Status::Error(EINVAL, "write range overflows");
     QZNS_TRY(Admit(OpKind::kWrite, off, len));
     QZNS_ASSIGN(uint64_t size, LogicalSize());
@@ -174,7 +174,7 @@ Status FaultFile::Pwrite(const void* buf, uint64_t len, uint64_t off) {
 }
 
 Status FaultFile::Truncate(uint64_t size) {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     QZNS_TRY(Admit(OpKind::kTruncate, size, 0));
     log_.push_back(PendingOp{OpKind::kTruncate, size, 0, {}});
     size_ = size;
@@ -183,7 +183,7 @@ Status FaultFile::Truncate(uint64_t size) {
 }
 
 Status FaultFile::PunchHole(uint64_t off, uint64_t len) {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     if (off + len < off) return Status::Error(EINVAL, "punch-hole range overflows");
     QZNS_TRY(Admit(OpKind::kPunchHole, off, len));
     log_.push_back(PendingOp{OpKind::kPunchHole, off, len, {}});
@@ -191,7 +191,7 @@ Status FaultFile::PunchHole(uint64_t off, uint64_t len) {
 }
 
 Status FaultFile::Sync() {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     QZNS_TRY(Admit(OpKind::kSync, 0, 0));
     // Pop each op as it lands so a failure part-way leaves the log holding exactly what the
     // inner file has not seen.
@@ -207,13 +207,13 @@ Status FaultFile::Sync() {
 }
 
 Result<uint64_t> FaultFile::Size() {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     QZNS_TRY(Admit(OpKind::kQuery, 0, 0));
     return LogicalSize();
 }
 
 Result<uint64_t> FaultFile::AllocatedBytes() {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     QZNS_TRY(Admit(OpKind::kQuery, 0, 0));
     if (log_.empty()) return inner_->AllocatedBytes();
     return LogicalSize();
@@ -222,7 +222,7 @@ Result<uint64_t> FaultFile::AllocatedBytes() {
 const std::string& FaultFile::name() const { return inner_->name(); }
 
 Status FaultFile::SimulateCrash(CrashMode mode, uint64_t seed) {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     std::mt19937_64 rng(seed);  // fully specified by the standard, so seeds replay anywhere
     std::vector<PendingOp> log = std::move(log_);
     log_.clear();
@@ -250,13 +250,13 @@ Status FaultFile::SimulateCrash(CrashMode mode, uint64_t seed) {
 }
 
 void FaultFile::PowerOn() {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     powered_off_ = false;
     *faults_ = Faults();
 }
 
 Result<std::unique_ptr<File>> FaultFile::CloneDurable() {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     std::unique_ptr<File> copy = NewMemFile(inner_->name() + " (durable copy)");
     QZNS_ASSIGN(uint64_t size, inner_->Size());
     std::vector<uint8_t> buf(1 << 20);
@@ -270,18 +270,18 @@ Result<std::unique_ptr<File>> FaultFile::CloneDurable() {
 }
 
 void FaultFile::SetCrashPoint(uint64_t n) {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     faults_->crash_armed = true;
     faults_->crash_left = n;
 }
 
 bool FaultFile::powered_off() const {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     return powered_off_;
 }
 
 void FaultFile::FailAfter(uint64_t n, int err, OpKind kinds, bool once) {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     faults_->after_armed = true;
     faults_->after_left = n;
     faults_->after_err = err;
@@ -290,7 +290,7 @@ void FaultFile::FailAfter(uint64_t n, int err, OpKind kinds, bool once) {
 }
 
 void FaultFile::FailRandomly(uint32_t one_in, uint64_t seed, int err, OpKind kinds) {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     faults_->one_in = one_in;
     faults_->rng.seed(seed);
     faults_->random_err = err;
@@ -298,17 +298,17 @@ void FaultFile::FailRandomly(uint32_t one_in, uint64_t seed, int err, OpKind kin
 }
 
 void FaultFile::FailWritesInRange(uint64_t off, uint64_t len, int err) {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     faults_->ranges.push_back({off, len, err});
 }
 
 void FaultFile::SetHook(FaultHook hook) {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     faults_->hook = std::move(hook);
 }
 
 void FaultFile::ClearFaults() {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     Faults& f = *faults_;
     f.after_armed = false;
     f.one_in = 0;
@@ -317,7 +317,7 @@ void FaultFile::ClearFaults() {
 }
 
 FaultFileStats FaultFile::stats() const {
-    std::lock_guard lock(mu_);
+    util::MutexLock lock(mu_);
     FaultFileStats s = stats_;
     s.unsynced_ops = log_.size();
     return s;

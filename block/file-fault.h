@@ -20,11 +20,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "block/file.h"
+#include "util/mutex.h"
 
 namespace qzns {
 
@@ -130,18 +130,21 @@ private:
     struct PendingOp;
     struct Faults;
 
-    Status Admit(OpKind kind, uint64_t off, uint64_t len);
-    Result<uint64_t> LogicalSize();
+    // Runs the hook (SetHook) with mu_ held: a hook sees the operations in the order they apply.
+    Status Admit(OpKind kind, uint64_t off, uint64_t len) REQUIRES(mu_);
+    Result<uint64_t> LogicalSize() REQUIRES(mu_);
     static Status Apply(File& f, const PendingOp& op);
 
-    mutable std::mutex mu_;
-    std::unique_ptr<File> inner_;  // the durable medium
-    std::vector<PendingOp> log_;   // unsynced operations, oldest first
-    std::unique_ptr<Faults> faults_;
-    bool powered_off_ = false;
-    bool have_size_ = false;
-    uint64_t size_ = 0;  // logical size (inner + log), valid when have_size_
-    FaultFileStats stats_;
+    mutable util::Mutex mu_;
+    // The durable medium. The pointer is fixed at construction; calls through it happen under
+    // mu_ (except name(), which never changes).
+    const std::unique_ptr<File> inner_;
+    std::vector<PendingOp> log_ GUARDED_BY(mu_);  // unsynced operations, oldest first
+    const std::unique_ptr<Faults> faults_ PT_GUARDED_BY(mu_);
+    bool powered_off_ GUARDED_BY(mu_) = false;
+    bool have_size_ GUARDED_BY(mu_) = false;
+    uint64_t size_ GUARDED_BY(mu_) = 0;  // logical size (inner + log), valid when have_size_
+    FaultFileStats stats_ GUARDED_BY(mu_);
 };
 
 [[nodiscard]] std::unique_ptr<FaultFile> NewFaultFile(std::unique_ptr<File> inner);

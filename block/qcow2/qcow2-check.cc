@@ -17,7 +17,33 @@ class Checker {
 public:
     Checker(Image& img, RepairMode mode) : img_(img), mode_(mode) {}
 
-    Result<CheckResult> Run() {
+    Result<CheckResult> Run() EXCLUDES(img_.mu_) {
+        QZNS_TRY(CountReferences());
+        if (img_.info_.zoned && !img_.info_.seed_layout) QZNS_TRY(CheckZones());
+
+        if (mode_ != RepairMode::kNone && img_.writable_) {
+            QZNS_TRY(img_.Flush());
+            util::MutexLock lk(img_.mu_);
+            if (mode_ == RepairMode::kAll && res_.corruptions == res_.corruptions_fixed &&
+                (img_.info_.corrupt || img_.info_.dirty)) {
+                img_.info_.corrupt = img_.info_.dirty = false;
+                img_.info_.incompatible_features &= ~(kIncompatCorrupt | kIncompatDirty);
+                QZNS_TRY(img_.WriteHeader());
+                QZNS_TRY(img_.file_->Sync());
+            }
+        }
+        res_.image_end_offset = (highest_cluster_ + 1) * cs_;
+        res_.total_clusters = (img_.size_ + cs_ - 1) / cs_;
+        return res_;
+    }
+
+private:
+    // The checker runs alone (the tools hold the image exclusively), so holding mu_ across the
+    // reads and repairs here costs nothing; the zone checks below go through the public entry
+    // points, which take it themselves.
+    Status CountReferences() EXCLUDES(img_.mu_) {
+        util::MutexLock lk(img_.mu_);
+        Image::ScopedLockedIo io(img_.locked_io_);
         QZNS_ASSIGN(uint64_t fsize, img_.file_->Size());
         file_size_ = fsize;
         cs_ = img_.cluster_size_;
@@ -46,25 +72,9 @@ public:
             }
             Count(off, cs_, "refcount block");
         }
-        QZNS_TRY(CompareRefcounts());
-        if (img_.info_.zoned && !img_.info_.seed_layout) QZNS_TRY(CheckZones());
-
-        if (mode_ != RepairMode::kNone && img_.writable_) {
-            QZNS_TRY(img_.Flush());
-            if (mode_ == RepairMode::kAll && res_.corruptions == res_.corruptions_fixed &&
-                (img_.info_.corrupt || img_.info_.dirty)) {
-                img_.info_.corrupt = img_.info_.dirty = false;
-                img_.info_.incompatible_features &= ~(kIncompatCorrupt | kIncompatDirty);
-                QZNS_TRY(img_.WriteHeader());
-                QZNS_TRY(img_.file_->Sync());
-            }
-        }
-        res_.image_end_offset = (highest_cluster_ + 1) * cs_;
-        res_.total_clusters = (img_.size_ + cs_ - 1) / cs_;
-        return res_;
+        return CompareRefcounts();
     }
 
-private:
     void Error(const std::string& msg) {
         res_.messages.push_back("ERROR " + msg);
         res_.corruptions++;
@@ -95,7 +105,7 @@ private:
         }
     }
 
-    Status CheckL1(std::vector<uint64_t>& l1, bool active) {
+    Status CheckL1(std::vector<uint64_t>& l1, bool active) REQUIRES(img_.mu_) {
         uint64_t l2_entries = cs_ / 8;
         std::vector<uint8_t> table(cs_);
         for (size_t i = 0; i < l1.size(); i++) {
@@ -159,7 +169,7 @@ private:
         return Status::Ok();
     }
 
-    Status CompareRefcounts() {
+    Status CompareRefcounts() REQUIRES(img_.mu_) {
         uint64_t max_cluster = nb_clusters_;
         for (size_t b = 0; b < img_.reftable_.size(); b++)
             if (img_.reftable_[b]) max_cluster = std::max<uint64_t>(max_cluster, (b + 1) << img_.refblock_bits_);
@@ -237,7 +247,7 @@ private:
         Error(msg);
     }
 
-    Status CheckZones() {
+    Status CheckZones() EXCLUDES(img_.mu_) {
         const ZonedGeometry& g = *img_.info_.zoned;
         Status tables = img_.ValidateZonedTables();
         if (!tables.ok() && tables.message().find("invalid zone word") == std::string::npos) {
@@ -336,8 +346,7 @@ private:
 Result<CheckResult> Image::Check(RepairMode mode) {
     if (mode != RepairMode::kNone && !writable_)
         return Status::Error(EROFS, "repair needs the image opened for writing");
-    // Bring the on-disk state up to date so the check sees what a crash would leave. The
-    // checker runs alone (the tools hold the image exclusively), so it takes no lock itself.
+    // Bring the on-disk state up to date so the check sees what a crash would leave.
     if (writable_) QZNS_TRY(Flush());
     Checker c(*this, mode);
     return c.Run();

@@ -24,7 +24,7 @@ Status Image::LoadL2(uint64_t l1_index, bool create, TablePtr* out) {
                                " is invalid (unaligned or past the end of the file)");
         if (off < cluster_size_)
             return MarkCorrupt("L2 table overlaps the image header");
-        return l2_cache_.Get(off, out);
+        return FindTable(true, off, out);
     }
     if (!create) return Status::Ok();
     QZNS_ASSIGN(uint64_t new_off, AllocClusters(1));
@@ -51,6 +51,7 @@ Result<Image::Mapping> Image::LookupMapping(uint64_t guest_off, uint64_t max_byt
     if (!t) {
         n = max_clusters;
     } else {
+        m.table = t;
         m.l2_entry = t->Get64(l2_index);
         QZNS_TRY(ValidateL2Entry(m.l2_entry, info_.version, cluster_bits_).Prefix(
             "L2 entry for guest offset " + std::to_string(guest_off)));
@@ -105,8 +106,12 @@ Status Image::FreeL2EntryTarget(uint64_t entry) {
 }
 
 Result<uint64_t> Image::L2EntryFor(uint64_t guest_off) {
-    std::lock_guard<std::mutex> lk(mu_);
-    QZNS_ASSIGN(Mapping m, LookupMapping(guest_off, 1));
+    util::MutexLock lk(mu_);
+    Mapping m;
+    QZNS_TRY(RunStep(StepKind::kLookup, [&]() REQUIRES(mu_) -> Status {
+        QZNS_ASSIGN(m, LookupMapping(guest_off, 1));
+        return Status::Ok();
+    }));
     return m.l2_entry;
 }
 

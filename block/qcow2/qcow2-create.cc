@@ -79,50 +79,55 @@ Status Create(std::unique_ptr<File> file, const CreateOptions& opts) {
         return Status::Error(EFBIG, "image metadata too large for this cluster size");
 
     QZNS_TRY(file->Truncate(0));
-    std::unique_ptr<Image> img(new Image(std::move(file)));
-    Image& m = *img;
-    m.info_.version = 3;
-    m.cluster_bits_ = cluster_bits;
-    m.cluster_size_ = cs;
-    m.l2_bits_ = cluster_bits - 3;
-    m.refcount_order_ = order;
-    m.refblock_bits_ = cluster_bits + 3 - order;
-    m.size_ = opts.size;
-    m.l1_size_ = static_cast<uint32_t>(l1_size);
-    m.refcount_table_offset_ = uint64_t{cs};
-    m.refcount_table_clusters_ = static_cast<uint32_t>(rt_clusters);
-    m.l1_table_offset_ = (1 + rt_clusters + rb_count) * cs;
-    m.info_.backing_file = opts.backing_file;
-    m.info_.backing_format = opts.backing_format;
-    if (zoned) {
-        m.zoned_ext_ = zext;
-        m.has_zoned_ext_ = true;
-        m.info_.zoned = zoned;
-        m.info_.autoclear_features = kAutoclearZoned;
-    }
-
-    std::vector<uint8_t> buf(total * cs, 0);
-    for (uint64_t b = 0; b < rb_count; b++)
-        store_be64(&buf[cs + b * 8], (1 + rt_clusters + b) * cs);
-    // Refcount 1 for every metadata cluster; entries written with the block's own encoding.
-    for (uint64_t c = 0; c < total; c++) {
-        uint64_t b = c / per_block, i = c % per_block;
-        uint8_t* blk = &buf[(1 + rt_clusters + b) * cs];
-        switch (order) {
-        case 0: blk[i / 8] |= static_cast<uint8_t>(1u << (i % 8)); break;
-        case 1: blk[i / 4] |= static_cast<uint8_t>(1u << (2 * (i % 4))); break;
-        case 2: blk[i / 2] |= static_cast<uint8_t>(1u << (4 * (i % 2))); break;
-        case 3: blk[i] = 1; break;
-        case 4: store_be16(&blk[i * 2], 1); break;
-        case 5: store_be32(&blk[i * 4], 1); break;
-        default: store_be64(&blk[i * 8], 1); break;
+    std::unique_ptr<File> f;
+    {
+        std::unique_ptr<Image> img(new Image(std::move(file)));
+        Image& m = *img;
+        // The image is private to this function: holding its lock across the writes costs nothing
+        // and lets the analysis check the fields below. (Released before img is destroyed.)
+        util::MutexLock lk(m.mu_);
+        m.info_.version = 3;
+        m.cluster_bits_ = cluster_bits;
+        m.cluster_size_ = cs;
+        m.l2_bits_ = cluster_bits - 3;
+        m.refcount_order_ = order;
+        m.refblock_bits_ = cluster_bits + 3 - order;
+        m.size_ = opts.size;
+        m.l1_size_ = static_cast<uint32_t>(l1_size);
+        m.refcount_table_offset_ = uint64_t{cs};
+        m.refcount_table_clusters_ = static_cast<uint32_t>(rt_clusters);
+        m.l1_table_offset_ = (1 + rt_clusters + rb_count) * cs;
+        m.info_.backing_file = opts.backing_file;
+        m.info_.backing_format = opts.backing_format;
+        if (zoned) {
+            m.zoned_ext_ = zext;
+            m.has_zoned_ext_ = true;
+            m.info_.zoned = zoned;
+            m.info_.autoclear_features = kAutoclearZoned;
         }
+
+        std::vector<uint8_t> buf(total * cs, 0);
+        for (uint64_t b = 0; b < rb_count; b++)
+            store_be64(&buf[cs + b * 8], (1 + rt_clusters + b) * cs);
+        // Refcount 1 for every metadata cluster; entries written with the block's own encoding.
+        for (uint64_t c = 0; c < total; c++) {
+            uint64_t b = c / per_block, i = c % per_block;
+            uint8_t* blk = &buf[(1 + rt_clusters + b) * cs];
+            switch (order) {
+            case 0: blk[i / 8] |= static_cast<uint8_t>(1u << (i % 8)); break;
+            case 1: blk[i / 4] |= static_cast<uint8_t>(1u << (2 * (i % 4))); break;
+            case 2: blk[i / 2] |= static_cast<uint8_t>(1u << (4 * (i % 2))); break;
+            case 3: blk[i] = 1; break;
+            case 4: store_be16(&blk[i * 2], 1); break;
+            case 5: store_be32(&blk[i * 4], 1); break;
+            default: store_be64(&blk[i * 8], 1); break;
+            }
+        }
+        QZNS_TRY(m.file_->Pwrite(buf.data() + cs, buf.size() - cs, cs));
+        QZNS_TRY(m.WriteHeader());
+        QZNS_TRY(m.file_->Sync());
+        f = std::move(m.file_);
     }
-    QZNS_TRY(m.file_->Pwrite(buf.data() + cs, buf.size() - cs, cs));
-    QZNS_TRY(m.WriteHeader());
-    QZNS_TRY(m.file_->Sync());
-    std::unique_ptr<File> f = std::move(m.file_);
-    img.reset();
 
     // Reopen through the normal path and fill in what is allocated like any guest write.
     Image::OpenFlags of;
@@ -157,7 +162,8 @@ Status Create(std::unique_ptr<File> file, const CreateOptions& opts) {
     }
     if (opts.preallocation == "metadata") {
         for (uint64_t i = 0; i < DivRoundUp(opts.size, l2_coverage); i++) {
-            std::lock_guard<std::mutex> lk(opened->mu_);
+            util::MutexLock lk(opened->mu_);
+            Image::ScopedLockedIo io(opened->locked_io_);  // nobody else has the image yet
             TablePtr t;
             QZNS_TRY(opened->LoadL2(i, true, &t));
         }

@@ -2,6 +2,7 @@
 // found through the refcount table. Allocation hands out clusters whose refcount is 0; frees are
 // queued and applied only after the L2 entries that referenced the clusters are durably cleared.
 #include <algorithm>
+#include <map>
 
 #include "block/qcow2/qcow2.h"
 
@@ -58,7 +59,7 @@ Status Image::LoadRefcountBlock(uint64_t block_index, bool create, TablePtr* out
         if (off >= file_end_) { QZNS_ASSIGN(fsize, file_->Size()); }
         if (off % cluster_size_ || off >= std::max(fsize, file_end_))
             return MarkCorrupt("refcount block offset " + std::to_string(off) + " is invalid");
-        return refblock_cache_.Get(off, out);
+        return FindTable(false, off, out);
     }
     if (!create) return Status::Ok();
     // A new block is placed on the first cluster it describes: every cluster it covers has
@@ -69,6 +70,7 @@ Status Image::LoadRefcountBlock(uint64_t block_index, bool create, TablePtr* out
     WriteEntry(*t, refcount_order_, 0, 1);
     reftable_[block_index] = off;
     reftable_dirty_ = true;
+    reftable_version_++;
     metadata_dirty_ = true;
     file_end_ = std::max(file_end_, off + cluster_size_);
     if (free_hint_ == first) free_hint_ = first + 1;
@@ -92,47 +94,82 @@ Status Image::SetRefcount(uint64_t cluster_index, uint64_t value) {
     return Status::Ok();
 }
 
-Status Image::UpdateRefcount(uint64_t host_off, uint64_t len, int64_t delta) {
-    if (len == 0) return Status::Ok();
-    uint64_t first = host_off >> cluster_bits_;
-    uint64_t last = (host_off + len - 1) >> cluster_bits_;
-    // Give the space back to the host before any refcount drops: allocating writes past the
-    // initial end of file rely on a free cluster reading as zeros, so a failed punch must leave
-    // the clusters allocated (a leak), never free with stale data in them. Runs of clusters that
-    // become free are punched with one call (a zone reset frees thousands of them; each punch
-    // can be a discard on the host's disk).
-    uint64_t run_start = 0, run_len = 0;
-    auto punch_run = [&]() -> Status {
-        if (run_len == 0) return Status::Ok();
-        Status st = file_->PunchHole(run_start << cluster_bits_, run_len << cluster_bits_);
-        run_len = 0;
-        return st;
+Status Image::FreeClusters(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+    struct Drop {
+        uint64_t count = 0;    // references to drop
+        bool punched = false;  // reaches 0 and was punched
     };
-    for (uint64_t c = first; c <= last; c++) {
-        QZNS_ASSIGN(uint64_t rc, GetRefcount(c));
-        if ((delta < 0 && rc < static_cast<uint64_t>(-delta)) ||
-            (delta > 0 && RefcountMax() - rc < static_cast<uint64_t>(delta)))
-            return MarkCorrupt("refcount of cluster " + std::to_string(c) + " would leave its range");
-        if (rc + static_cast<uint64_t>(delta) != 0) continue;
-        if (run_len && run_start + run_len == c) {
-            run_len++;
-        } else {
-            QZNS_TRY(punch_run());
-            run_start = c;
-            run_len = 1;
-        }
+    std::map<uint64_t, Drop> drops;  // by cluster index
+    for (const auto& [off, len] : ranges) {
+        if (len == 0) continue;
+        for (uint64_t c = off >> cluster_bits_; c <= (off + len - 1) >> cluster_bits_; c++) drops[c].count++;
     }
-    QZNS_TRY(punch_run());
-    for (uint64_t c = first; c <= last; c++) {
-        QZNS_ASSIGN(uint64_t rc, GetRefcount(c));
-        uint64_t nv = rc + static_cast<uint64_t>(delta);
-        QZNS_TRY(SetRefcount(c, nv));
-        if (nv == 0) {
-            free_hint_ = std::min(free_hint_, c);
-            l2_cache_.Drop(c << cluster_bits_);
+    if (drops.empty()) return Status::Ok();
+
+    // 1. Which clusters become free. The refcount blocks stay pinned until the update below.
+    std::vector<TablePtr> blocks;
+    std::vector<std::pair<uint64_t, uint64_t>> runs;  // cluster index, count
+    QZNS_TRY(RunStep(StepKind::kLookup, [&]() REQUIRES(mu_) -> Status {
+        blocks.clear();
+        runs.clear();
+        uint64_t last_block = UINT64_MAX;
+        for (auto& [c, d] : drops) {
+            if ((c >> refblock_bits_) != last_block) {
+                last_block = c >> refblock_bits_;
+                TablePtr t;
+                QZNS_TRY(LoadRefcountBlock(last_block, false, &t));
+                if (t) blocks.push_back(std::move(t));
+            }
+            QZNS_ASSIGN(uint64_t rc, GetRefcount(c));
+            if (rc < d.count)
+                return MarkCorrupt("refcount of cluster " + std::to_string(c) + " would leave its range");
+            d.punched = false;
+            if (rc != d.count) continue;
+            if (!runs.empty() && runs.back().first + runs.back().second == c) runs.back().second++;
+            else runs.emplace_back(c, 1);
         }
+        return Status::Ok();
+    }));
+    // 2. Give the space back to the host before any refcount drops: allocating writes past the
+    // initial end of file rely on a free cluster reading as zeros, so a failed punch must leave
+    // the clusters allocated (a leak), never free with stale data in them. Runs of clusters are
+    // punched with one call each (a zone reset frees thousands of them; each punch can be a
+    // discard on the host's disk). The clusters keep their references meanwhile, so no
+    // allocation can hand them out while mu_ is dropped.
+    mu_.Unlock();
+    Status st;
+    for (const auto& [c, n] : runs) {
+        st = file_->PunchHole(c << cluster_bits_, n << cluster_bits_);
+        if (!st.ok()) break;
     }
-    return Status::Ok();
+    mu_.Lock();
+    QZNS_TRY(st);
+    for (const auto& [c, n] : runs)
+        for (uint64_t i = 0; i < n; i++) drops[c + i].punched = true;
+
+    // 3. The update. Every block is pinned, so no miss can interrupt it half-way; the check of
+    // all of them first keeps even that case from applying a decrement twice.
+    return RunStep(StepKind::kLookup, [&]() REQUIRES(mu_) -> Status {
+        for (const auto& [c, d] : drops) {
+            TablePtr t;
+            QZNS_TRY(LoadRefcountBlock(c >> refblock_bits_, false, &t));
+        }
+        for (const auto& [c, d] : drops) {
+            QZNS_ASSIGN(uint64_t rc, GetRefcount(c));
+            if (rc < d.count)
+                return MarkCorrupt("refcount of cluster " + std::to_string(c) + " would leave its range");
+            uint64_t nv = rc - d.count;
+            // Reaching 0 unpunched cannot happen while frees are applied by one flush at a time
+            // (flush_mu_); should it, keeping the reference leaks the cluster, which is safe.
+            if (nv == 0 && !d.punched) continue;
+            QZNS_TRY(SetRefcount(c, nv));
+            if (nv == 0) {
+                free_hint_ = std::min(free_hint_, c);
+                l2_cache_.Drop(c << cluster_bits_);
+            }
+        }
+        return Status::Ok();
+    });
 }
 
 Result<uint64_t> Image::AllocClusters(uint64_t n) {
@@ -144,9 +181,12 @@ Result<uint64_t> Image::AllocClusters(uint64_t n) {
     while (true) {
         // Refcount blocks for the candidate range must exist first: creating one consumes the
         // first cluster it covers, which may be inside the candidate range.
+        // Held until the refcounts are set: creating a later block must not evict an earlier one.
+        std::vector<TablePtr> blocks;
         for (uint64_t b = start >> refblock_bits_; b <= (start + n - 1) >> refblock_bits_; b++) {
             TablePtr t;
             QZNS_TRY(LoadRefcountBlock(b, true, &t));
+            blocks.push_back(std::move(t));
         }
         bool ok = true;
         for (uint64_t i = 0; i < n; i++) {
@@ -167,7 +207,17 @@ Result<uint64_t> Image::AllocClusters(uint64_t n) {
     }
 }
 
+// Holds mu_ across its I/O (rare: once per doubling of the image's refcount coverage). It runs
+// inside an allocating step and must finish once begun, so its cache misses read under mu_.
 Status Image::GrowRefcountTable(uint64_t min_blocks) {
+    // A metadata write-back in progress may put older copies of refcount blocks on disk after
+    // this function wrote (and synced) the ones the new table relies on: let it finish first.
+    // Nothing has changed yet, so the step can be rerun (RunStep waits).
+    if (flush_writing_ && !locked_io_) {
+        miss_ = TableMiss{TableMiss::kFlushWriting, 0};
+        return Status::Error(EAGAIN, "refcount table growth waits for a metadata flush (internal)");
+    }
+    ScopedLockedIo io(locked_io_);
     uint64_t entries_per_cluster = cluster_size_ / 8;
     uint64_t want = std::max<uint64_t>(min_blocks, reftable_.size() + reftable_.size() / 2);
     uint64_t new_clusters = (want + entries_per_cluster - 1) / entries_per_cluster;
@@ -197,13 +247,14 @@ Status Image::GrowRefcountTable(uint64_t min_blocks) {
         }
     }
     reftable_.swap(table);  // from here LoadRefcountBlock sees the new layout
+    reftable_version_++;
     uint64_t old_off = refcount_table_offset_;
     uint64_t old_clusters = refcount_table_clusters_;
     for (uint64_t b : new_blocks) refblock_cache_.NewZeroed(reftable_[b]);
     file_end_ = std::max(file_end_, next << cluster_bits_);
 
     // Blocks first, then the table, then the header that points to it.
-    Status st = [&]() -> Status {
+    Status st = [&]() REQUIRES(mu_) -> Status {
         for (uint64_t c = table_start; c < next; c++) QZNS_TRY(SetRefcount(c, 1));
         QZNS_TRY(refblock_cache_.WriteDirty());
         std::vector<uint8_t> raw(new_clusters * cluster_size_);
@@ -223,31 +274,12 @@ Status Image::GrowRefcountTable(uint64_t min_blocks) {
         return st;
     }
     reftable_dirty_ = false;
-    for (uint64_t c = 0; c < old_clusters; c++)
-        QZNS_TRY(UpdateRefcount(old_off + (c << cluster_bits_), cluster_size_, -1));
+    // The old table is freed by the next flush, like any cluster (nothing points to it now).
+    QueueFree(old_off, old_clusters << cluster_bits_);
+    metadata_dirty_ = true;
     return Status::Ok();
 }
 
 void Image::QueueFree(uint64_t host_off, uint64_t len) { pending_frees_.emplace_back(host_off, len); }
-
-Status Image::ApplyPendingFrees() {
-    auto frees = std::move(pending_frees_);
-    pending_frees_.clear();
-    // Adjacent whole-cluster ranges (a reset zone's clusters) merge into one update and one
-    // hole punch. Sub-cluster ranges (compressed extents sharing a host cluster) must not merge:
-    // each one holds its own reference.
-    std::sort(frees.begin(), frees.end());
-    uint64_t mask = cluster_size_ - 1;
-    auto whole = [mask](const std::pair<uint64_t, uint64_t>& f) { return !((f.first | f.second) & mask); };
-    size_t i = 0;
-    while (i < frees.size()) {
-        uint64_t off = frees[i].first, len = frees[i].second;
-        bool merge = whole(frees[i]);
-        for (i++; merge && i < frees.size() && whole(frees[i]) && frees[i].first == off + len; i++)
-            len += frees[i].second;
-        QZNS_TRY(UpdateRefcount(off, len, -1));
-    }
-    return Status::Ok();
-}
 
 }  // namespace qzns::qcow2

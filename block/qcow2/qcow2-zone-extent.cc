@@ -31,59 +31,91 @@ Result<ZoneExtent> Image::MapZone(uint32_t zone, bool allocate) {
         n >= (uint64_t{1} << refblock_bits_))
         return scattered;
 
-    std::unique_lock<std::mutex> lk(mu_);
-    while (true) {
-        // An allocating write (or another MapZone) in the range finishes first.
-        bool busy = false;
-        for (uint64_t gc = start >> cluster_bits_; gc < (start + len) >> cluster_bits_ && !busy; gc++) {
-            if (inflight_alloc_.count(gc)) {
-                WaitClusterIdle(lk, gc);
-                busy = true;
-            }
-        }
-        if (!busy) break;
-    }
-    // Classify: every cluster unmapped, or all normal (or all preallocated-zero) and contiguous.
+    util::MutexLock lk(mu_);
+    uint64_t first_gc = start >> cluster_bits_;
     ClusterKind kind0 = ClusterKind::kUnallocated;
-    uint64_t host0 = 0;
-    for (uint64_t pos = start; pos < start + len;) {
-        QZNS_ASSIGN(Mapping m, LookupMapping(pos, start + len - pos));
-        ClusterKind k = KindOf(m.l2_entry, info_.version);
-        if (k == ClusterKind::kZeroPlain) k = ClusterKind::kUnallocated;
-        uint64_t host = m.l2_entry & kL2OffsetMask;
-        if (pos == start) {
-            kind0 = k;
-            host0 = host;
-        } else if (k != kind0 || (k != ClusterKind::kUnallocated && host != host0 + (pos - start))) {
-            return scattered;
+    uint64_t host = 0;
+    bool fresh = false, done = false;
+    ZoneExtent result{};
+    // Up to the claim, one step: nothing changes before AllocClusters succeeds.
+    QZNS_TRY(RunStep(StepKind::kAllocate, [&]() REQUIRES(mu_) -> Status {
+        while (true) {
+            // An allocating write (or another MapZone) in the range finishes first.
+            bool busy = false;
+            for (uint64_t gc = first_gc; gc < (start + len) >> cluster_bits_ && !busy; gc++) {
+                if (inflight_alloc_.count(gc)) {
+                    WaitClusterIdle(gc);
+                    busy = true;
+                }
+            }
+            if (!busy) break;
         }
-        if (k == ClusterKind::kCompressed) return scattered;
-        pos += m.run_bytes;
-    }
-    if (kind0 == ClusterKind::kNormal) return ZoneExtent{ZoneExtent::Kind::kLinear, host0};
-    if (!allocate) return ZoneExtent{};  // reads as zeros either way
-    QZNS_TRY(CheckWritable());
-
-    uint64_t host = host0;
-    bool fresh = kind0 == ClusterKind::kUnallocated;
-    if (fresh) { QZNS_ASSIGN(host, AllocClusters(n)); }
+        // Classify: every cluster unmapped, or all normal (or all preallocated-zero) and contiguous.
+        kind0 = ClusterKind::kUnallocated;
+        uint64_t host0 = 0;
+        done = true;
+        for (uint64_t pos = start; pos < start + len;) {
+            QZNS_ASSIGN(Mapping m, LookupMapping(pos, start + len - pos));
+            ClusterKind k = KindOf(m.l2_entry, info_.version);
+            if (k == ClusterKind::kZeroPlain) k = ClusterKind::kUnallocated;
+            uint64_t h = m.l2_entry & kL2OffsetMask;
+            if (pos == start) {
+                kind0 = k;
+                host0 = h;
+            } else if (k != kind0 || (k != ClusterKind::kUnallocated && h != host0 + (pos - start))) {
+                result = scattered;
+                return Status::Ok();
+            }
+            if (k == ClusterKind::kCompressed) {
+                result = scattered;
+                return Status::Ok();
+            }
+            pos += m.run_bytes;
+        }
+        if (kind0 == ClusterKind::kNormal) {
+            result = ZoneExtent{ZoneExtent::Kind::kLinear, host0};
+            return Status::Ok();
+        }
+        if (!allocate) {
+            result = ZoneExtent{};  // reads as zeros either way
+            return Status::Ok();
+        }
+        QZNS_TRY(CheckWritable());
+        host = host0;
+        fresh = kind0 == ClusterKind::kUnallocated;
+        if (fresh) { QZNS_ASSIGN(host, AllocClusters(n)); }
+        // Claimed until mapped: mapping may drop mu_ (punch, table misses).
+        for (uint64_t i = 0; i < n; i++) inflight_alloc_.insert(first_gc + i);
+        done = false;
+        return Status::Ok();
+    }));
+    if (done) return result;
+    auto release = [&]() REQUIRES(mu_) {
+        for (uint64_t i = 0; i < n; i++) inflight_alloc_.erase(first_gc + i);
+        cluster_idle_cv_.NotifyAll();
+    };
     // Preallocated-zero clusters may hold old data, and so may free clusters inside the file as
     // it was at open: punch them (unlocked; the claimed clusters keep other writers out).
     if (!fresh || host < initial_eof_) {
-        for (uint64_t i = 0; i < n; i++) inflight_alloc_.insert((start >> cluster_bits_) + i);
-        lk.unlock();
+        lk.Unlock();
         Status st = file_->PunchHole(host, len);
-        lk.lock();
-        for (uint64_t i = 0; i < n; i++) inflight_alloc_.erase((start >> cluster_bits_) + i);
-        cluster_idle_cv_.notify_all();
+        lk.Lock();
         if (!st.ok()) {
-            if (fresh) (void)UpdateRefcount(host, len, -1);  // nothing maps them yet
+            if (fresh) (void)FreeClusters({{host, len}});  // nothing maps them yet
+            release();
             return st.Prefix("zeroing the new extent of zone " + std::to_string(zone));
         }
     }
-    for (uint64_t i = 0; i < n; i++)
-        QZNS_TRY(SetL2Entry(start + (i << cluster_bits_), (host + (i << cluster_bits_)) | kOflagCopied));
-    file_end_ = std::max(file_end_, host + len);
+    // Setting an entry again is harmless, so a rerun after a miss (the zone's L2 tables need
+    // not all be cached, or may have to be made) just starts the loop over.
+    Status st = RunStep(StepKind::kAllocate, [&]() REQUIRES(mu_) -> Status {
+        for (uint64_t i = 0; i < n; i++)
+            QZNS_TRY(SetL2Entry(start + (i << cluster_bits_), (host + (i << cluster_bits_)) | kOflagCopied));
+        file_end_ = std::max(file_end_, host + len);
+        return Status::Ok();
+    });
+    release();
+    QZNS_TRY(st);
     return ZoneExtent{ZoneExtent::Kind::kLinear, host};
 }
 

@@ -184,8 +184,11 @@ Status Image::ValidateZonedTables() {
         for (uint64_t pos = off; pos < off + len;) {
             Mapping m;
             {
-                std::lock_guard<std::mutex> lk(mu_);
-                QZNS_ASSIGN(m, LookupMapping(pos, off + len - pos));
+                util::MutexLock lk(mu_);
+                QZNS_TRY(RunStep(StepKind::kLookup, [&]() REQUIRES(mu_) -> Status {
+                    QZNS_ASSIGN(m, LookupMapping(pos, off + len - pos));
+                    return Status::Ok();
+                }));
             }
             if (KindOf(m.l2_entry, info_.version) != ClusterKind::kNormal)
                 return Status::Error(EINVAL, std::string(what) + " is not fully allocated");

@@ -25,15 +25,19 @@ Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, OpenFlags
                                            std::unique_ptr<BlockDriver> backing) {
     std::unique_ptr<Image> img(new Image(std::move(file)));
     img->backing_ = std::move(backing);
-    QZNS_TRY(img->ParseHeader());
-    QZNS_TRY(img->ReadSnapshots());
-    QZNS_ASSIGN(uint64_t fsize, img->file_->Size());
-    uint64_t cs = img->cluster_size_;
-    img->file_end_ = (fsize + cs - 1) / cs * cs;
-    img->initial_eof_ = img->file_end_;
-    // Caches sized to cover 32 MiB of L2 tables and 4 MiB of refcount blocks.
-    img->l2_cache_.Init(img->file_.get(), cs, (32u << 20) / cs);
-    img->refblock_cache_.Init(img->file_.get(), cs, (4u << 20) / cs);
+    {
+        // Nobody else can see the image yet: holding mu_ across this I/O costs nothing.
+        util::MutexLock lk(img->mu_);
+        QZNS_TRY(img->ParseHeader());
+        QZNS_TRY(img->ReadSnapshots());
+        QZNS_ASSIGN(uint64_t fsize, img->file_->Size());
+        uint64_t cs = img->cluster_size_;
+        img->file_end_ = (fsize + cs - 1) / cs * cs;
+        img->initial_eof_ = img->file_end_;
+        // Caches sized to cover 32 MiB of L2 tables and 4 MiB of refcount blocks.
+        img->l2_cache_.Init(img->file_.get(), cs, (32u << 20) / cs);
+        img->refblock_cache_.Init(img->file_.get(), cs, (4u << 20) / cs);
+    }
 
     if (img->info_.seed_layout) {
         ZonedGeometry g = *img->info_.zoned;
@@ -79,6 +83,7 @@ Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, OpenFlags
             img->zoned_ext_.flags |= kZonedFlagInUse;
         }
         if (autoclear != in.autoclear_features || (img->has_zoned_ext_ && !was_in_use)) {
+            util::MutexLock lk(img->mu_);  // still single-threaded (see above)
             img->info_.autoclear_features = autoclear;
             QZNS_TRY(img->WriteHeader());
             QZNS_TRY(img->file_->Sync());
@@ -87,7 +92,11 @@ Result<std::unique_ptr<Image>> Image::Open(std::unique_ptr<File> file, OpenFlags
     return img;
 }
 
-Status Image::CheckWritable() const {
+// Without mu_ (CheckWritable is called both ways): the analysis cannot see the publication
+// protocol of writable_ (qcow2.h): write_failure_ and info_.corrupt are written once, under mu_,
+// before the release store that turns writable_ false, and never again while the image is open,
+// so a thread that loaded false with acquire reads their final values.
+Status Image::WriteRefusal() const NO_THREAD_SAFETY_ANALYSIS {
     if (closed_.load(std::memory_order_acquire)) return Status::Error(EBADF, "image is closed");
     if (!writable_.load(std::memory_order_acquire)) {
         if (info_.corrupt) return Status::Error(EUCLEAN, "image is corrupt; run 'qzns-img check -r all'");
@@ -105,14 +114,69 @@ Status Image::MarkCorrupt(const std::string& why) {
         // writable_ in qcow2.h).
         info_.corrupt = true;
         writable_.store(false, std::memory_order_release);
+        // Holds mu_ across the header write: rare, and the image is unusable for writes from
+        // here on anyway.
+        ScopedLockedIo io(locked_io_);
         Status st = SetIncompatBit(kIncompatCorrupt, true);
         (void)st;
     }
     return Status::Error(EUCLEAN, msg);
 }
 
-void Image::WaitClusterIdle(std::unique_lock<std::mutex>& lk, uint64_t guest_cluster) {
-    cluster_idle_cv_.wait(lk, [&] { return !inflight_alloc_.count(guest_cluster); });
+
+void Image::WaitClusterIdle(uint64_t guest_cluster) {
+    cluster_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !truncating_ && !inflight_alloc_.count(guest_cluster); });
+}
+
+Status Image::FindTable(bool l2, uint64_t off, TablePtr* out) {
+    TableCache& cache = l2 ? l2_cache_ : refblock_cache_;
+    if ((*out = cache.Find(off))) return Status::Ok();
+    if (locked_io_) return cache.Get(off, out);
+    miss_ = TableMiss{l2 ? TableMiss::kL2Table : TableMiss::kRefcountBlock, off};
+    // Only RunStep sees this: it loads the table and reruns the step.
+    return Status::Error(EAGAIN, "metadata table at " + std::to_string(off) + " is not cached (internal)");
+}
+
+Status Image::LoadMissedTable(TableMiss miss, std::vector<TablePtr>* pins) {
+    if (miss.kind == TableMiss::kFlushWriting) {
+        cluster_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !flush_writing_; });
+        return Status::Ok();
+    }
+    TableCache& cache = miss.kind == TableMiss::kL2Table ? l2_cache_ : refblock_cache_;
+    uint64_t off = miss.offset;
+    while (true) {
+        if (TablePtr t = cache.Find(off)) {
+            pins->push_back(std::move(t));
+            return Status::Ok();
+        }
+        if (!cache.loading(off)) break;
+        table_loaded_cv_.Wait(mu_);  // another thread is reading it; use its copy
+    }
+    cache.BeginLoad(off);
+    std::vector<uint8_t> data(cache.table_size());
+    mu_.Unlock();
+    Status st = file_->Pread(data.data(), data.size(), off);
+    mu_.Lock();
+    TablePtr t = cache.EndLoad(off, st.ok() ? &data : nullptr);
+    table_loaded_cv_.NotifyAll();
+    QZNS_TRY(st.Prefix("reading the metadata table at " + std::to_string(off)));
+    if (t) pins->push_back(std::move(t));
+    return Status::Ok();  // dropped meanwhile (t null): the rerun looks again
+}
+
+Status Image::RunStep(StepKind kind, const std::function<Status()>& step) {
+    // Tables loaded for this step stay cached until it has run through: a step needing several
+    // tables cannot be starved by the loads of the others evicting them.
+    std::vector<TablePtr> pins;
+    while (true) {
+        if (kind == StepKind::kAllocate) cluster_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !truncating_; });
+        miss_.reset();
+        Status st = step();
+        if (!miss_) return st;
+        TableMiss m = *miss_;
+        miss_.reset();
+        QZNS_TRY(LoadMissedTable(m, &pins));
+    }
 }
 
 Status Image::ReadUnallocated(uint64_t off, uint8_t* buf, uint64_t len) {
@@ -139,8 +203,11 @@ Status Image::ReadInternal(uint64_t off, uint8_t* buf, uint64_t len) {
     while (len > 0) {
         Mapping m;
         {
-            std::lock_guard<std::mutex> lk(mu_);
-            QZNS_ASSIGN(m, LookupMapping(off, len));
+            util::MutexLock lk(mu_);
+            QZNS_TRY(RunStep(StepKind::kLookup, [&]() REQUIRES(mu_) -> Status {
+                QZNS_ASSIGN(m, LookupMapping(off, len));
+                return Status::Ok();
+            }));
         }
         uint64_t n = m.run_bytes;
         uint64_t in_cluster = off & (cluster_size_ - 1);
@@ -178,48 +245,59 @@ Status Image::Write(uint64_t off, const void* buf, uint64_t len) {
 Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
     std::vector<uint8_t> bounce;
     while (len > 0) {
-        std::unique_lock<std::mutex> lk(mu_);
-        QZNS_TRY(CheckWritable());
+        util::MutexLock lk(mu_);
         uint64_t gc = off >> cluster_bits_;
-        WaitClusterIdle(lk, gc);
-        QZNS_ASSIGN(Mapping m, LookupMapping(off, std::min(len, kMaxAllocRunBytes)));
-        ClusterKind kind = KindOf(m.l2_entry, info_.version);
         uint64_t in_cluster = off & (cluster_size_ - 1);
+        Mapping m;
+        ClusterKind kind = ClusterKind::kUnallocated;
+        uint64_t n = 0, k = 0, host = 0;
+        bool known_zero = false;
+        // Everything up to the claim is one step: it changes nothing before AllocClusters
+        // succeeds (AllocClusters itself misses before it changes anything), so a rerun after
+        // a table miss starts over cleanly.
+        QZNS_TRY(RunStep(StepKind::kAllocate, [&]() REQUIRES(mu_) -> Status {
+            QZNS_TRY(CheckWritable());
+            WaitClusterIdle(gc);
+            QZNS_ASSIGN(m, LookupMapping(off, std::min(len, kMaxAllocRunBytes)));
+            kind = KindOf(m.l2_entry, info_.version);
+            n = m.run_bytes;
+            if (kind == ClusterKind::kNormal) {
+                host = (m.l2_entry & kL2OffsetMask) + in_cluster;
+                return Status::Ok();
+            }
+            // Allocating write: claim the run's clusters so no other writer fills them meanwhile.
+            k = (in_cluster + n + cluster_size_ - 1) >> cluster_bits_;
+            if (kind == ClusterKind::kCompressed) k = 1;
+            bool busy = false;
+            for (uint64_t i = 0; i < k && !busy; i++) busy = inflight_alloc_.count(gc + i) > 0;
+            if (busy) {
+                k = 1;  // the first cluster is idle (waited above); take just that one
+                n = std::min(n, uint64_t{cluster_size_} - in_cluster);
+            }
+            // A refcount block made on demand sits on the first cluster it covers, so fresh space
+            // has a used cluster every refcount-block span: a run as long as the span (64-bit
+            // refcounts, whole L2 table written) could never be found contiguous.
+            uint64_t max_k = std::max<uint64_t>(1, (uint64_t{1} << refblock_bits_) / 2);
+            if (k > max_k) {
+                k = max_k;
+                n = std::min(n, (k << cluster_bits_) - in_cluster);
+            }
+            QZNS_ASSIGN(host, AllocClusters(k));
+            for (uint64_t i = 0; i < k; i++) inflight_alloc_.insert(gc + i);
+            known_zero = host >= initial_eof_ && !backing_ &&
+                         (kind == ClusterKind::kUnallocated || kind == ClusterKind::kZeroPlain);
+            return Status::Ok();
+        }));
         if (kind == ClusterKind::kNormal) {
-            uint64_t host = (m.l2_entry & kL2OffsetMask) + in_cluster;
-            uint64_t n = m.run_bytes;
-            lk.unlock();
+            lk.Unlock();
             QZNS_TRY(file_->Pwrite(buf, n, host));
             off += n;
             buf += n;
             len -= n;
             continue;
         }
-
-        // Allocating write: claim the run's clusters so no other writer fills them meanwhile.
-        uint64_t n = m.run_bytes;
-        uint64_t k = (in_cluster + n + cluster_size_ - 1) >> cluster_bits_;
-        if (kind == ClusterKind::kCompressed) k = 1;
-        bool busy = false;
-        for (uint64_t i = 0; i < k && !busy; i++) busy = inflight_alloc_.count(gc + i) > 0;
-        if (busy) {
-            k = 1;  // the first cluster is idle (waited above); take just that one
-            n = std::min(n, uint64_t{cluster_size_} - in_cluster);
-        }
-        // A refcount block made on demand sits on the first cluster it covers, so fresh space
-        // has a used cluster every refcount-block span: a run as long as the span (64-bit
-        // refcounts, whole L2 table written) could never be found contiguous.
-        uint64_t max_k = std::max<uint64_t>(1, (uint64_t{1} << refblock_bits_) / 2);
-        if (k > max_k) {
-            k = max_k;
-            n = std::min(n, (k << cluster_bits_) - in_cluster);
-        }
-        QZNS_ASSIGN(uint64_t host, AllocClusters(k));
-        for (uint64_t i = 0; i < k; i++) inflight_alloc_.insert(gc + i);
-        bool known_zero = host >= initial_eof_ && !backing_ &&
-                          (kind == ClusterKind::kUnallocated || kind == ClusterKind::kZeroPlain);
         uint64_t old_entry = m.l2_entry;
-        lk.unlock();
+        lk.Unlock();
 
         Status st;
         uint64_t span = k << cluster_bits_;
@@ -247,27 +325,34 @@ Status Image::WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) {
             }
         }
 
-        lk.lock();
+        lk.Lock();
         if (st.ok()) {
-            for (uint64_t i = 0; i < k && st.ok(); i++) {
-                st = SetL2Entry((gc + i) << cluster_bits_, (host + (i << cluster_bits_)) | kOflagCopied);
-                if (!st.ok()) break;
-                uint64_t old = old_entry;
-                if (kind == ClusterKind::kZeroAlloc) old = (old_entry & kL2OffsetMask) + (i << cluster_bits_);
-                if (kind == ClusterKind::kZeroAlloc || (kind == ClusterKind::kCompressed && i == 0))
-                    st = FreeL2EntryTarget(kind == ClusterKind::kZeroAlloc ? (old | kOflagCopied) : old);
-            }
-            file_end_ = std::max(file_end_, host + span);
+            // Map the run. The L2 table (held in m.table since the lookup, if it existed) is
+            // found or made first, the only part that can miss; the entries then all hit it.
+            st = RunStep(StepKind::kAllocate, [&]() REQUIRES(mu_) -> Status {
+                TablePtr t;
+                QZNS_TRY(LoadL2(gc >> l2_bits_, true, &t));
+                for (uint64_t i = 0; i < k; i++) {
+                    QZNS_TRY(SetL2Entry((gc + i) << cluster_bits_, (host + (i << cluster_bits_)) | kOflagCopied));
+                    uint64_t old = old_entry;
+                    if (kind == ClusterKind::kZeroAlloc) old = (old_entry & kL2OffsetMask) + (i << cluster_bits_);
+                    if (kind == ClusterKind::kZeroAlloc || (kind == ClusterKind::kCompressed && i == 0))
+                        QZNS_TRY(FreeL2EntryTarget(kind == ClusterKind::kZeroAlloc ? (old | kOflagCopied) : old));
+                }
+                file_end_ = std::max(file_end_, host + span);
+                return Status::Ok();
+            });
         } else {
-            // Nothing references the new clusters yet: give them back at once.
-            Status undo = UpdateRefcount(host, span, -1);
+            // Nothing references the new clusters yet: give them back at once (still claimed,
+            // so nobody else touches them while FreeClusters drops mu_ to punch them).
+            Status undo = FreeClusters({{host, span}});
             (void)undo;
         }
         for (uint64_t i = 0; i < k; i++) inflight_alloc_.erase(gc + i);
-        cluster_idle_cv_.notify_all();
-        if (st.ok() && l2_cache_.dirty_count() + refblock_cache_.dirty_count() > kMaxDirtyTables)
-            st = FlushMetadataLocked();
-        lk.unlock();
+        cluster_idle_cv_.NotifyAll();
+        bool flush = st.ok() && l2_cache_.dirty_count() + refblock_cache_.dirty_count() > kMaxDirtyTables;
+        lk.Unlock();
+        if (flush) st = FlushMetadata();
         QZNS_TRY(st);
         off += n;
         buf += n;
@@ -280,17 +365,17 @@ Status Image::WriteZeroes(uint64_t off, uint64_t len, bool may_unmap) {
     QZNS_TRY(CheckWritable());
     if (off > size_ || len > size_ - off)
         return Status::Error(EINVAL, "write beyond the end of the disk");
-    return ZeroOrDiscardLocked(off, len, false, may_unmap);
+    return ZeroOrDiscard(off, len, false, may_unmap);
 }
 
 Status Image::Discard(uint64_t off, uint64_t len) {
     QZNS_TRY(CheckWritable());
     if (off > size_ || len > size_ - off)
         return Status::Error(EINVAL, "discard beyond the end of the disk");
-    return ZeroOrDiscardLocked(off, len, true, true);
+    return ZeroOrDiscard(off, len, true, true);
 }
 
-Status Image::ZeroOrDiscardLocked(uint64_t off, uint64_t len, bool discard, bool may_unmap) {
+Status Image::ZeroOrDiscard(uint64_t off, uint64_t len, bool discard, bool may_unmap) {
     uint64_t cs = cluster_size_;
     uint64_t head_end = std::min(off + len, (off + cs - 1) / cs * cs);
     uint64_t tail_start = std::max(head_end, (off + len) / cs * cs);
@@ -313,81 +398,145 @@ Status Image::ZeroOrDiscardLocked(uint64_t off, uint64_t len, bool discard, bool
     }
     if (discard && info_.version < 3 && backing_) return Status::Ok();  // nothing safe to do
 
-    std::unique_lock<std::mutex> lk(mu_);
-    for (uint64_t pos = head_end; pos < tail_start;) {
-        WaitClusterIdle(lk, pos / cs);
-        QZNS_TRY(CheckWritable());
-        QZNS_ASSIGN(Mapping m, LookupMapping(pos, cs));
-        ClusterKind kind = KindOf(m.l2_entry, info_.version);
-        uint64_t target;
-        if (!discard && !may_unmap && kind == ClusterKind::kNormal)
-            target = (m.l2_entry & kL2OffsetMask) | kOflagZero | kOflagCopied;
-        else if (!discard || backing_)
-            target = kOflagZero;
-        else
-            target = 0;
-        if (target != m.l2_entry && !(target == 0 && kind == ClusterKind::kUnallocated)) {
-            QZNS_TRY(SetL2Entry(pos, target));
-            if (!(target & kL2OffsetMask)) QZNS_TRY(FreeL2EntryTarget(m.l2_entry));
-        }
-        pos += cs;
+    util::MutexLock lk(mu_);
+    for (uint64_t pos = head_end; pos < tail_start; pos += cs) {
+        // One step per cluster: SetL2Entry can miss only while making a new L2 table, before
+        // it changes anything (the lookup just found or ruled out the table).
+        QZNS_TRY(RunStep(StepKind::kAllocate, [&]() REQUIRES(mu_) -> Status {
+            WaitClusterIdle(pos / cs);
+            QZNS_TRY(CheckWritable());
+            QZNS_ASSIGN(Mapping m, LookupMapping(pos, cs));
+            ClusterKind kind = KindOf(m.l2_entry, info_.version);
+            uint64_t target;
+            if (!discard && !may_unmap && kind == ClusterKind::kNormal)
+                target = (m.l2_entry & kL2OffsetMask) | kOflagZero | kOflagCopied;
+            else if (!discard || backing_)
+                target = kOflagZero;
+            else
+                target = 0;
+            if (target != m.l2_entry && !(target == 0 && kind == ClusterKind::kUnallocated)) {
+                QZNS_TRY(SetL2Entry(pos, target));
+                if (!(target & kL2OffsetMask)) QZNS_TRY(FreeL2EntryTarget(m.l2_entry));
+            }
+            return Status::Ok();
+        }));
     }
     return Status::Ok();
 }
 
-Status Image::FlushMetadataLocked() {
+Status Image::FlushMetadata() {
+    // One write-back at a time: each marks clean only what it wrote, and applies the frees it
+    // took only after its own L2 write-back is durable.
+    util::MutexLock flush_lk(flush_mu_);
+    util::MutexLock lk(mu_);
     if (!writable_) {
         // Completed writes whose metadata can no longer be written must not look durable.
         if (!write_failure_.empty()) return Status::Error(EIO, write_failure_ + "; recent writes were not saved");
         return Status::Ok();
     }
-    QZNS_ASSIGN(uint64_t fsize, file_->Size());
     // Every cluster handed out must lie inside the file for other tools (they read past EOF
-    // as an error in some checks).
-    if (fsize < file_end_) QZNS_TRY(file_->Truncate(file_end_));
-    if (!metadata_dirty_ && pending_frees_.empty()) return file_->Sync();
+    // as an error in some checks). Allocations wait meanwhile (truncating_), so no writer can
+    // extend the file past `end` and then be cut off by the truncate.
+    truncating_ = true;
+    uint64_t end = file_end_;
+    lk.Unlock();
+    Status st = [&]() -> Status {
+        QZNS_ASSIGN(uint64_t fsize, file_->Size());
+        if (fsize < end) QZNS_TRY(file_->Truncate(end));
+        return Status::Ok();
+    }();
+    lk.Lock();
+    truncating_ = false;
+    cluster_idle_cv_.NotifyAll();
+    QZNS_TRY(st);
+    if (!metadata_dirty_ && pending_frees_.empty()) {
+        lk.Unlock();
+        return file_->Sync();
+    }
 
-    // 1. Refcount increments (and new refcount blocks) before anything points to the clusters.
-    if (refblock_cache_.dirty_count() || reftable_dirty_) {
-        QZNS_TRY(refblock_cache_.WriteDirty());
-        if (reftable_dirty_) {
-            QZNS_TRY(file_->Sync());
-            std::vector<uint8_t> raw(reftable_.size() * 8);
-            for (size_t i = 0; i < reftable_.size(); i++) store_be64(&raw[i * 8], reftable_[i]);
-            QZNS_TRY(file_->Pwrite(raw.data(), raw.size(), refcount_table_offset_));
-            reftable_dirty_ = false;
-        }
+    // Copy what is dirty now. Everything the copies reference was done before them: the data
+    // an L2 entry maps was written before the entry was set, the refcount an entry needs was
+    // raised before it, and an entry whose cluster is in `frees` was cleared before the free
+    // was queued. Later changes stay dirty for the next flush.
+    std::vector<TableCache::DirtyCopy> refblocks = refblock_cache_.CopyDirty();
+    std::vector<TableCache::DirtyCopy> l2s = l2_cache_.CopyDirty();
+    std::vector<std::pair<uint32_t, uint64_t>> l1;
+    for (uint32_t i : dirty_l1_) l1.emplace_back(i, l1_[i]);
+    bool reftable = reftable_dirty_;
+    uint64_t reftable_version = reftable_version_;
+    uint64_t reftable_off = refcount_table_offset_;
+    std::vector<uint8_t> reftable_raw;
+    if (reftable) {
+        reftable_raw.resize(reftable_.size() * 8);
+        for (size_t i = 0; i < reftable_.size(); i++) store_be64(&reftable_raw[i * 8], reftable_[i]);
     }
-    // 2. Data and refcounts durable, then the L2 tables that map the data.
-    QZNS_TRY(file_->Sync());
-    if (l2_cache_.dirty_count() || !dirty_l1_.empty()) {
-        QZNS_TRY(l2_cache_.WriteDirty());
-        // 3. New L2 tables durable before the L1 entries that point to them.
-        if (!dirty_l1_.empty()) {
-            QZNS_TRY(file_->Sync());
-            for (uint32_t i : dirty_l1_) {
-                be64 v(l1_[i]);
-                QZNS_TRY(file_->Pwrite(&v, 8, l1_table_offset_ + uint64_t{i} * 8));
-            }
-            dirty_l1_.clear();
-        }
-        QZNS_TRY(file_->Sync());
-    }
+    std::vector<std::pair<uint64_t, uint64_t>> frees = std::move(pending_frees_);
+    pending_frees_.clear();
     metadata_dirty_ = false;
+    flush_writing_ = true;
+    lk.Unlock();
+
+    st = [&]() -> Status {
+        // 1. Refcount increments (and new refcount blocks) before anything points to the clusters.
+        for (const auto& c : refblocks) QZNS_TRY(file_->Pwrite(c.data.data(), c.data.size(), c.offset));
+        if (reftable) {
+            QZNS_TRY(file_->Sync());
+            QZNS_TRY(file_->Pwrite(reftable_raw.data(), reftable_raw.size(), reftable_off));
+        }
+        // 2. Data and refcounts durable, then the L2 tables that map the data.
+        QZNS_TRY(file_->Sync());
+        if (l2s.empty() && l1.empty()) return Status::Ok();
+        for (const auto& c : l2s) QZNS_TRY(file_->Pwrite(c.data.data(), c.data.size(), c.offset));
+        // 3. New L2 tables durable before the L1 entries that point to them.
+        if (!l1.empty()) {
+            QZNS_TRY(file_->Sync());
+            for (const auto& [i, v] : l1) {
+                be64 raw(v);
+                QZNS_TRY(file_->Pwrite(&raw, 8, l1_table_offset_ + uint64_t{i} * 8));
+            }
+        }
+        return file_->Sync();
+    }();
+
+    lk.Lock();
+    flush_writing_ = false;
+    cluster_idle_cv_.NotifyAll();
+    if (!st.ok()) {
+        // Nothing was marked clean; the frees wait for a flush that succeeds.
+        metadata_dirty_ = true;
+        pending_frees_.insert(pending_frees_.end(), frees.begin(), frees.end());
+        return st;
+    }
+    for (const auto& c : refblocks) refblock_cache_.MarkClean(c);
+    for (const auto& c : l2s) l2_cache_.MarkClean(c);
+    for (const auto& [i, v] : l1)
+        if (l1_[i] == v) dirty_l1_.erase(i);
+    if (reftable && reftable_version_ == reftable_version) reftable_dirty_ = false;
+    if (frees.empty()) return Status::Ok();
+
     // 4. Only now may freed clusters lose their references: the L2 entries that used them are
     // durably gone. The decrements reach the disk with the next flush; a crash before that
     // merely leaks the clusters.
-    if (!pending_frees_.empty()) {
-        QZNS_TRY(ApplyPendingFrees());
-        QZNS_TRY(refblock_cache_.WriteDirty());
+    QZNS_TRY(FreeClusters(frees));
+    refblocks = refblock_cache_.CopyDirty();
+    flush_writing_ = true;
+    lk.Unlock();
+    st = Status::Ok();
+    for (const auto& c : refblocks) {
+        st = file_->Pwrite(c.data.data(), c.data.size(), c.offset);
+        if (!st.ok()) break;
     }
+    lk.Lock();
+    flush_writing_ = false;
+    cluster_idle_cv_.NotifyAll();
+    QZNS_TRY(st);
+    for (const auto& c : refblocks) refblock_cache_.MarkClean(c);
     return Status::Ok();
 }
 
 Status Image::Flush() {
     if (closed_) return Status::Error(EBADF, "image is closed");
-    std::lock_guard<std::mutex> lk(mu_);
-    return FlushMetadataLocked();
+    return FlushMetadata();
 }
 
 Result<BlockStatus> Image::GetStatus(uint64_t off, uint64_t len) {
@@ -395,8 +544,11 @@ Result<BlockStatus> Image::GetStatus(uint64_t off, uint64_t len) {
     len = std::min(len, size_ - off);
     Mapping m;
     {
-        std::lock_guard<std::mutex> lk(mu_);
-        QZNS_ASSIGN(m, LookupMapping(off, len));
+        util::MutexLock lk(mu_);
+        QZNS_TRY(RunStep(StepKind::kLookup, [&]() REQUIRES(mu_) -> Status {
+            QZNS_ASSIGN(m, LookupMapping(off, len));
+            return Status::Ok();
+        }));
     }
     BlockStatus bs;
     bs.bytes = m.run_bytes;
@@ -430,9 +582,10 @@ Status Image::Close() {
     if (closed_) return Status::Ok();
     Status st;
     if (writable_) {
-        std::lock_guard<std::mutex> lk(mu_);
-        st = FlushMetadataLocked();
-        if (st.ok()) st = FlushMetadataLocked();  // writes back the frees applied by the first
+        st = FlushMetadata();
+        if (st.ok()) st = FlushMetadata();  // writes back the frees applied by the first
+        // Close runs alone (the caller stops all I/O first), so it may hold mu_ across I/O.
+        util::MutexLock lk(mu_);
         if (st.ok() && has_zoned_ext_ && (zoned_ext_.flags & kZonedFlagInUse)) {
             zoned_ext_.flags &= static_cast<uint8_t>(~kZonedFlagInUse);
             st = WriteHeader();

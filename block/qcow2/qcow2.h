@@ -16,13 +16,21 @@
 // L2 entry is cleared durably before the cluster's refcount drops (so a freed cluster can never
 // be mapped by a stale table). A crash can therefore only leak clusters, which `check -r leaks`
 // repairs, never map wrong data.
+//
+// Locking: mu_ guards the metadata and is never held across a File call on the data path
+// (Read, Write, WriteZeroes, Discard, Flush, GetStatus, MapZone and the zone-word calls). Work
+// under mu_ runs as steps (RunStep): a step that needs a metadata table the cache lacks fails
+// with a miss before changing anything, the table is read with mu_ dropped, and the step runs
+// again. Metadata write-back (FlushMetadata) copies the dirty tables under mu_ and writes them
+// without it, one flush at a time (flush_mu_). Open, Create, Check and Close run alone and may
+// hold mu_ across I/O, and so do two rare paths: growing the refcount table
+// (GrowRefcountTable) and marking the image corrupt (MarkCorrupt).
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -33,6 +41,7 @@
 #include "block/qcow2/qcow2-cache.h"
 #include "block/zoned/zone-state-machine.h"
 #include "block/zoned/zoned-store.h"
+#include "util/mutex.h"
 
 namespace qzns::qcow2 {
 
@@ -125,13 +134,13 @@ public:
     const char* format_name() const override { return "qcow2"; }
     uint64_t size() const override { return size_; }
     bool read_only() const override { return !writable_.load(std::memory_order_acquire); }
-    Status Read(uint64_t off, void* buf, uint64_t len) override;
-    Status Write(uint64_t off, const void* buf, uint64_t len) override;
-    Status WriteZeroes(uint64_t off, uint64_t len, bool may_unmap) override;
-    Status Discard(uint64_t off, uint64_t len) override;
-    Status Flush() override;
-    Result<BlockStatus> GetStatus(uint64_t off, uint64_t len) override;
-    Status Close() override;
+    Status Read(uint64_t off, void* buf, uint64_t len) override EXCLUDES(mu_);
+    Status Write(uint64_t off, const void* buf, uint64_t len) override EXCLUDES(mu_);
+    Status WriteZeroes(uint64_t off, uint64_t len, bool may_unmap) override EXCLUDES(mu_);
+    Status Discard(uint64_t off, uint64_t len) override EXCLUDES(mu_);
+    Status Flush() override EXCLUDES(mu_);
+    Result<BlockStatus> GetStatus(uint64_t off, uint64_t len) override EXCLUDES(mu_);
+    Status Close() override EXCLUDES(mu_);
 
     const ImageInfo& info() const { return info_; }
     // Unallocated clusters read from here from now on (read-only use of the backing image).
@@ -148,15 +157,15 @@ public:
     const std::string& zoned_problem() const override { return info_.zoned_problem; }
     // Zone words, host-endian. Written in place (the tables are preallocated); durable after
     // the next Flush().
-    Status ReadZoneWords(uint32_t first, uint32_t count, uint64_t* out) override;
-    Status WriteZoneWords(uint32_t first, uint32_t count, const uint64_t* in) override;
-    Status ReadZded(uint32_t zone, void* buf) override;
-    Status WriteZded(uint32_t zone, const void* buf) override;
+    Status ReadZoneWords(uint32_t first, uint32_t count, uint64_t* out) override EXCLUDES(mu_);
+    Status WriteZoneWords(uint32_t first, uint32_t count, const uint64_t* in) override EXCLUDES(mu_);
+    Status ReadZded(uint32_t zone, void* buf) override EXCLUDES(mu_);
+    Status WriteZded(uint32_t zone, const void* buf) override EXCLUDES(mu_);
     // False when the last writer died without closing the image.
     bool zoned_clean_at_open() const override { return !info_.zoned_in_use; }
 
     // ---- zone-linear extents (qcow2-zone-extent.cc) ----
-    Result<ZoneExtent> MapZone(uint32_t zone, bool allocate) override;
+    Result<ZoneExtent> MapZone(uint32_t zone, bool allocate) override EXCLUDES(mu_);
     Status ReadExtent(uint64_t host, void* buf, uint64_t len) override;
     Status WriteExtent(uint64_t host, const void* buf, uint64_t len) override;
     Status ZeroExtent(uint64_t host, uint64_t len) override;
@@ -164,10 +173,10 @@ public:
     uint32_t allocation_unit() const override { return cluster_size_; }
 
     // ---- check (qcow2-check.cc) ----
-    Result<CheckResult> Check(RepairMode mode);
+    Result<CheckResult> Check(RepairMode mode) EXCLUDES(mu_);
 
     // Raw view for tests: the L2 entry mapping a guest offset (0 if unmapped).
-    Result<uint64_t> L2EntryFor(uint64_t guest_off);
+    Result<uint64_t> L2EntryFor(uint64_t guest_off) EXCLUDES(mu_);
 
 private:
     explicit Image(std::unique_ptr<File> file);
@@ -175,32 +184,45 @@ private:
     friend class Checker;
 
     // qcow2-header.cc
-    Status ParseHeader();
+    Status ParseHeader() REQUIRES(mu_);
     Status ParseExtensions(const std::vector<uint8_t>& cluster0, uint32_t header_length);
-    Status WriteHeader();  // rewrites cluster 0, preserving unknown extensions
-    Status WriteHeaderWith(bool feature_table);
-    Status SetIncompatBit(uint64_t bit, bool on);
+    Status WriteHeader() REQUIRES(mu_);  // rewrites cluster 0, preserving unknown extensions
+    Status WriteHeaderWith(bool feature_table) REQUIRES(mu_);
+    Status SetIncompatBit(uint64_t bit, bool on) REQUIRES(mu_);
 
     // qcow2-refcount.cc
-    Result<uint64_t> GetRefcount(uint64_t cluster_index);
-    Status SetRefcount(uint64_t cluster_index, uint64_t value);
-    Status UpdateRefcount(uint64_t host_off, uint64_t len, int64_t delta);
-    Result<uint64_t> AllocClusters(uint64_t n);  // contiguous; returns host offset
-    Status LoadRefcountBlock(uint64_t block_index, bool create, TablePtr* out);
-    Status GrowRefcountTable(uint64_t min_blocks);
-    void QueueFree(uint64_t host_off, uint64_t len);
-    Status ApplyPendingFrees();
+    Result<uint64_t> GetRefcount(uint64_t cluster_index) REQUIRES(mu_);
+    Status SetRefcount(uint64_t cluster_index, uint64_t value) REQUIRES(mu_);
+    Result<uint64_t> AllocClusters(uint64_t n) REQUIRES(mu_);  // contiguous; returns host offset
+    Status LoadRefcountBlock(uint64_t block_index, bool create, TablePtr* out) REQUIRES(mu_);
+    Status GrowRefcountTable(uint64_t min_blocks) REQUIRES(mu_);
+    void QueueFree(uint64_t host_off, uint64_t len) REQUIRES(mu_);
+    // Drops one reference per range from every cluster a range touches; clusters that reach 0
+    // are punched first, with mu_ dropped (they still hold their reference, so nothing can
+    // reuse them meanwhile). Not for use inside a step.
+    Status FreeClusters(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) REQUIRES(mu_);
     uint64_t RefcountMax() const;
 
     // qcow2-cluster.cc
+    // A table a step found missing from its cache.
+    struct TableMiss {
+        enum Kind {
+            kL2Table,
+            kRefcountBlock,
+            kFlushWriting,  // not a table: GrowRefcountTable waits for a write-back to end
+        };
+        Kind kind = kL2Table;
+        uint64_t offset = 0;
+    };
     struct Mapping {
         uint64_t l2_entry = 0;     // 0 when the L2 table does not exist
         uint64_t run_bytes = 0;    // bytes from the query offset with the same kind of mapping
+        TablePtr table;            // the L2 table (null if none); holding it keeps it cached
     };
-    Result<Mapping> LookupMapping(uint64_t guest_off, uint64_t max_bytes);
-    Status LoadL2(uint64_t l1_index, bool create, TablePtr* out);
-    Status SetL2Entry(uint64_t guest_off, uint64_t entry);
-    Status FreeL2EntryTarget(uint64_t entry);
+    Result<Mapping> LookupMapping(uint64_t guest_off, uint64_t max_bytes) REQUIRES(mu_);
+    Status LoadL2(uint64_t l1_index, bool create, TablePtr* out) REQUIRES(mu_);
+    Status SetL2Entry(uint64_t guest_off, uint64_t entry) REQUIRES(mu_);
+    Status FreeL2EntryTarget(uint64_t entry) REQUIRES(mu_);
 
     // qcow2-compress.cc
     Status ReadCompressed(uint64_t l2_entry, uint8_t* cluster_buf);
@@ -209,22 +231,54 @@ private:
     Status ReadSnapshots();
 
     // qcow2.cc internals
-    Status ReadInternal(uint64_t off, uint8_t* buf, uint64_t len);
-    Status WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len);
-    Status WriteCluster(uint64_t off, const uint8_t* buf, uint64_t len);
+    Status ReadInternal(uint64_t off, uint8_t* buf, uint64_t len) EXCLUDES(mu_);
+    Status WriteInternal(uint64_t off, const uint8_t* buf, uint64_t len) EXCLUDES(mu_);
     Status ReadUnallocated(uint64_t off, uint8_t* buf, uint64_t len);
-    Status FlushMetadataLocked();
-    Status ZeroOrDiscardLocked(uint64_t off, uint64_t len, bool discard, bool may_unmap);
-    void WaitClusterIdle(std::unique_lock<std::mutex>& lk, uint64_t guest_cluster);
-    Status CheckWritable() const;
-    Status MarkCorrupt(const std::string& why);
+    // Writes back dirty metadata in the order of the rules above and syncs, holding mu_ only
+    // to copy the dirty tables and to mark them clean.
+    Status FlushMetadata() EXCLUDES(mu_, flush_mu_);
+    // The metadata cache behind mu_ (see "Locking" above).
+    enum class StepKind {
+        kLookup,    // reads metadata only
+        kAllocate,  // may allocate clusters: waits while FlushMetadata extends the file
+    };
+    Status RunStep(StepKind kind, const std::function<Status()>& step) REQUIRES(mu_);
+    // The table at a host offset if cached; otherwise (outside locked_io_) records the miss and
+    // fails, for RunStep to load it.
+    Status FindTable(bool l2, uint64_t off, TablePtr* out) REQUIRES(mu_);
+    // Reads a missed table with mu_ dropped and inserts it; `pins` keeps it cached.
+    Status LoadMissedTable(TableMiss miss, std::vector<TablePtr>* pins) REQUIRES(mu_);
+    // Lets cache misses read with mu_ held for a scope (see locked_io_); construct it with
+    // mu_ held.
+    class ScopedLockedIo {
+    public:
+        explicit ScopedLockedIo(int& depth) : depth_(++depth) {}
+        ~ScopedLockedIo() { --depth_; }
+        ScopedLockedIo(const ScopedLockedIo&) = delete;
+        ScopedLockedIo& operator=(const ScopedLockedIo&) = delete;
+
+    private:
+        int& depth_;
+    };
+    Status ZeroOrDiscard(uint64_t off, uint64_t len, bool discard, bool may_unmap) EXCLUDES(mu_);
+    // Waits until no claim covers the cluster and no file extension is in progress.
+    void WaitClusterIdle(uint64_t guest_cluster) REQUIRES(mu_);
+    // With or without mu_: the fast path is an atomic load, the refusal reads fields that are
+    // final once writable_ is false (see writable_).
+    Status CheckWritable() const {
+        if (!closed_.load(std::memory_order_acquire) && writable_.load(std::memory_order_acquire))
+            return Status::Ok();
+        return WriteRefusal();
+    }
+    Status WriteRefusal() const;
+    Status MarkCorrupt(const std::string& why) REQUIRES(mu_);
 
     // qcow2-zoned.cc
     Status ParseZonedExtension(const uint8_t* data, uint32_t len);
     Status ParseSeedZonedExtension(const uint8_t* data, uint32_t len);
     void SerializeZonedExtension(std::vector<uint8_t>* out) const;
-    Status ValidateZonedTables();
-    Status ZoneAreaIo(uint64_t guest_off, void* buf, uint64_t len, bool write);
+    Status ValidateZonedTables() EXCLUDES(mu_);
+    Status ZoneAreaIo(uint64_t guest_off, void* buf, uint64_t len, bool write) EXCLUDES(mu_);
 
     std::unique_ptr<File> file_;
     std::unique_ptr<BlockDriver> backing_;
@@ -233,8 +287,11 @@ private:
     // writable_ turns false with a release store, so a reader that sees false can read them.
     std::atomic<bool> writable_{false};
     std::atomic<bool> closed_{false};
+    // Fixed once Open returns, except corrupt and the feature bits, which change under mu_ (with
+    // the header rewrite) and are read without it only by the single-threaded tools.
     ImageInfo info_;
 
+    // The geometry below is fixed once Open returns and read without mu_.
     uint64_t size_ = 0;
     uint32_t cluster_bits_ = 0;
     uint32_t cluster_size_ = 0;
@@ -243,12 +300,6 @@ private:
     uint32_t refblock_bits_ = 0;  // log2 of entries per refcount block
     uint64_t l1_table_offset_ = 0;
     uint32_t l1_size_ = 0;
-    std::vector<uint64_t> l1_;  // host-endian copy
-    std::set<uint32_t> dirty_l1_;
-    uint64_t refcount_table_offset_ = 0;
-    uint32_t refcount_table_clusters_ = 0;
-    std::vector<uint64_t> reftable_;  // host-endian copy
-    bool reftable_dirty_ = false;
     uint32_t header_length_ = 0;
     uint64_t snapshots_offset_ = 0;
     uint32_t nb_snapshots_ = 0;
@@ -257,25 +308,51 @@ private:
     // Header extensions qzns does not interpret, kept verbatim on rewrite.
     std::vector<std::pair<uint32_t, std::vector<uint8_t>>> unknown_exts_;
     std::vector<uint8_t> feature_table_;
+    // The table offsets are fixed once Open returns; flags (the in-use bit) change only in
+    // Open and Close, which run alone.
     ZonedExtension zoned_ext_{};
     bool has_zoned_ext_ = false;
 
-    std::mutex mu_;  // guards all metadata below and above
-    std::condition_variable cluster_idle_cv_;
-    std::set<uint64_t> inflight_alloc_;  // guest cluster indexes with an allocating write in flight
-    TableCache l2_cache_;
-    TableCache refblock_cache_;
-    std::vector<std::pair<uint64_t, uint64_t>> pending_frees_;  // host (offset, length)
-    uint64_t free_hint_ = 0;     // lowest cluster index that may be free
-    uint64_t file_end_ = 0;      // end of the last cluster handed out (may exceed the file size)
+    // Guards the metadata below: the mapping and refcount tables, their caches, allocation
+    // state and the in-flight claims.
+    // Serialises metadata write-backs (FlushMetadata). Taken before mu_, never while holding it.
+    util::Mutex flush_mu_;
+    util::Mutex mu_;
+    // An inflight_alloc_ claim was released, or truncating_ turned false.
+    util::CondVar cluster_idle_cv_;
+    util::CondVar table_loaded_cv_;  // a table load without mu_ ended (TableCache::loading)
+    std::optional<TableMiss> miss_ GUARDED_BY(mu_);  // the table a step missed (FindTable)
+    // Above 0, cache misses read the table with mu_ held instead of failing the step: for the
+    // phases that run alone and for GrowRefcountTable, which must not be interrupted.
+    int locked_io_ GUARDED_BY(mu_) = 0;
+    // FlushMetadata is extending the file to file_end_ with mu_ dropped: no allocation may
+    // hand out (and a writer then extend the file with) clusters past that end meanwhile.
+    bool truncating_ GUARDED_BY(mu_) = false;
+    // FlushMetadata is writing metadata tables with mu_ dropped (see GrowRefcountTable).
+    bool flush_writing_ GUARDED_BY(mu_) = false;
+    std::vector<uint64_t> l1_ GUARDED_BY(mu_);  // host-endian copy
+    std::set<uint32_t> dirty_l1_ GUARDED_BY(mu_);
+    uint64_t refcount_table_offset_ GUARDED_BY(mu_) = 0;
+    uint32_t refcount_table_clusters_ GUARDED_BY(mu_) = 0;
+    std::vector<uint64_t> reftable_ GUARDED_BY(mu_);  // host-endian copy
+    bool reftable_dirty_ GUARDED_BY(mu_) = false;
+    uint64_t reftable_version_ GUARDED_BY(mu_) = 0;  // bumped by every change of reftable_
+    // Guest cluster indexes with an allocating write (or a MapZone) in flight.
+    std::set<uint64_t> inflight_alloc_ GUARDED_BY(mu_);
+    TableCache l2_cache_ GUARDED_BY(mu_);
+    TableCache refblock_cache_ GUARDED_BY(mu_);
+    std::vector<std::pair<uint64_t, uint64_t>> pending_frees_ GUARDED_BY(mu_);  // host (offset, length)
+    uint64_t free_hint_ GUARDED_BY(mu_) = 0;  // lowest cluster index that may be free
+    // End of the last cluster handed out (may exceed the file size).
+    uint64_t file_end_ GUARDED_BY(mu_) = 0;
     // Host clusters at or after the file's end at open time read as zeros until written (they
     // were never written, or were punched when freed), so allocating writes there skip the
     // copy-on-write fill.
-    uint64_t initial_eof_ = 0;
-    bool metadata_dirty_ = false;
-    bool data_written_since_sync_ = false;
+    uint64_t initial_eof_ GUARDED_BY(mu_) = 0;
+    bool metadata_dirty_ GUARDED_BY(mu_) = false;
     // Why writes stopped after a metadata update failed half-way (empty while writable).
-    std::string write_failure_;
+    // Written once, under mu_, before writable_ turns false; WriteRefusal reads it without mu_.
+    std::string write_failure_ GUARDED_BY(mu_);
 };
 
 }  // namespace qzns::qcow2
