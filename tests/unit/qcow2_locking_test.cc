@@ -8,15 +8,14 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "block/file-fault.h"
 #include "block/qcow2/qcow2.h"
+#include "util/mutex.h"
 
 namespace qzns {
 namespace {
@@ -47,23 +46,23 @@ public:
     ~GateFile() override { Release(); }
 
     void Arm(Match m) {
-        std::lock_guard<std::mutex> l(m_);
+        util::MutexLock l(m_);
         match_ = std::move(m);
         armed_ = true;
         entered_ = released_ = false;
     }
     // True once a call is held in the gate.
     bool WaitEntered() {
-        std::unique_lock<std::mutex> l(m_);
-        return cv_.wait_for(l, kPatience, [&] { return entered_; });
+        util::MutexLock l(m_);
+        return cv_.WaitFor(m_, kPatience, [&]() REQUIRES(m_) { return entered_; });
     }
     void Release() {
         {
-            std::lock_guard<std::mutex> l(m_);
+            util::MutexLock l(m_);
             released_ = true;
             armed_ = false;
         }
-        cv_.notify_all();
+        cv_.NotifyAll();
     }
 
     Status Pread(void* buf, uint64_t len, uint64_t off) override {
@@ -95,19 +94,19 @@ public:
 
 private:
     void Hold(OpKind kind, uint64_t off, uint64_t len) {
-        std::unique_lock<std::mutex> l(m_);
+        util::MutexLock l(m_);
         if (!armed_ || !match_(kind, off, len)) return;
         armed_ = false;
         entered_ = true;
-        cv_.notify_all();
-        cv_.wait(l, [&] { return released_; });
+        cv_.NotifyAll();
+        cv_.Wait(m_, [&]() REQUIRES(m_) { return released_; });
     }
 
     File* inner_;
-    std::mutex m_;
-    std::condition_variable cv_;
-    Match match_;
-    bool armed_ = false, entered_ = false, released_ = false;
+    util::Mutex m_;  // with cv_: the gate's state
+    util::CondVar cv_;
+    Match match_ GUARDED_BY(m_);
+    bool armed_ GUARDED_BY(m_) = false, entered_ GUARDED_BY(m_) = false, released_ GUARDED_BY(m_) = false;
 };
 
 std::vector<uint8_t> Pattern(uint64_t len, uint8_t seed) {

@@ -380,6 +380,17 @@ void CheckRecovered(File& disk, const Model& m, const std::string& where, bool d
             g.type = z < kConv ? ZoneType::kConventional : ZoneType::kSeqWriteRequired;
             Status st = ValidateZoneWord(ZoneWord{words[z]}, g);
             EXPECT_TRUE(st.ok()) << "zone " << z << ": " << st.message();
+            if (z < kConv) continue;
+            // The layout survives the cut: a zone is one linear extent or not stored at all,
+            // and a zone with durable data is linear.
+            auto ext = (*img)->MapZone(z, false);
+            ASSERT_TRUE(ext.ok()) << ext.status().message();
+            EXPECT_NE(ext->kind, ZoneExtent::Kind::kScattered) << "zone " << z << " lost its linear extent";
+            // (Finish of an empty zone moves its wp without storing anything.)
+            ZoneWord w{words[z]};
+            if (w.wp() > g.zslba && w.state() != S::kFull) {
+                EXPECT_EQ(ext->kind, ZoneExtent::Kind::kLinear) << "zone " << z << " has data but no extent";
+            }
         }
     }
     // Recovery.
