@@ -73,7 +73,7 @@ private:
 // Blocking requests of every backend run here. Never destroyed: a request may still be running
 // while the process exits.
 TaskPool& BlockingPool() {
-    static TaskPool* pool = new TaskPool(8);
+    static TaskPool* pool = new TaskPool(32);
     return *pool;
 }
 
