@@ -156,6 +156,15 @@ public:
         }
         return Status::Ok();
     }
+    Result<bool> MayHoldData(uint64_t off, uint64_t len) override {
+        off_t d = lseek(fd_, static_cast<off_t>(off), SEEK_DATA);
+        if (d < 0) {
+            if (errno == ENXIO) return false;  // no data at or after off
+            if (errno == EINVAL || errno == EOPNOTSUPP) return true;  // the file system cannot say
+            return ErrnoStatus(errno, "seek data in " + name_);
+        }
+        return static_cast<uint64_t>(d) < off + len;
+    }
     Result<uint64_t> AllocatedBytes() override {
         struct stat st;
         if (fstat(fd_, &st) < 0) return ErrnoStatus(errno, "stat " + name_);

@@ -26,6 +26,9 @@ public:
     virtual Status PunchHole(uint64_t off, uint64_t len) = 0;
     // Bytes the file occupies on disk (st_blocks * 512 for a posix file).
     virtual Result<uint64_t> AllocatedBytes() = 0;
+    // False only when the range certainly reads as zeros because nothing is stored there (a
+    // hole); true when it may hold data. The default cannot tell and says true.
+    virtual Result<bool> MayHoldData(uint64_t /*off*/, uint64_t /*len*/) { return true; }
     virtual const std::string& name() const = 0;
 
     // Asynchronous read, write or sync with Pread/Pwrite/Sync's semantics (block/aio/aio.h).

@@ -170,6 +170,7 @@ public:
     Status WriteExtent(uint64_t host, const void* buf, uint64_t len) override;
     Status ZeroExtent(uint64_t host, uint64_t len) override;
     void SubmitExtentIo(FileIo* io) override;
+    Result<bool> ExtentMayHoldData(uint64_t host, uint64_t len) override { return file_->MayHoldData(host, len); }
     uint32_t allocation_unit() const override { return cluster_size_; }
 
     // ---- check (qcow2-check.cc) ----

@@ -254,7 +254,16 @@ Status ZonedBackend::Init() {
                     unallocated_end = pos;
                 }
             }
-            if (allocated) QZNS_TRY(DiscardRange(w.wp(), Geo(z).end(), true));
+            if (!allocated) continue;
+            // A linear extent is mapped whole; ask the host file whether anything is stored
+            // past the wp: after most crashes nothing is, and a seek is cheaper than a punch.
+            QZNS_ASSIGN(uint64_t ext, ZoneExtentOf(z, false));
+            if (IsLinear(ext)) {
+                uint64_t from = (w.wp() - Geo(z).zslba) * kSector;
+                QZNS_ASSIGN(bool data, store_->ExtentMayHoldData(ext + from, cap_ * kSector - from));
+                if (!data) continue;
+            }
+            QZNS_TRY(DiscardRange(w.wp(), Geo(z).end(), true));
         }
     }
     return PersistAll();

@@ -67,6 +67,8 @@ public:
     // Asynchronous read or write inside a linear extent (io->off: a host offset from MapZone);
     // completes with the same checks ReadExtent/WriteExtent make.
     virtual void SubmitExtentIo(FileIo* io) = 0;
+    // False when the host range certainly holds nothing (a hole): zeroing it would change nothing.
+    virtual Result<bool> ExtentMayHoldData(uint64_t host, uint64_t len) = 0;
     // Granularity below which ZeroExtent's space is not returned (the format's cluster).
     virtual uint32_t allocation_unit() const = 0;
 };

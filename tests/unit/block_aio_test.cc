@@ -4,6 +4,7 @@
 // arrive while one runs are served by one more flush, not one each.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -387,6 +388,65 @@ TEST(GroupedFlush, FlushesQueuedBehindARunningFlushShareOne) {
     auto be2 = BlockBackend::OpenDriver(std::move(*again));
     ASSERT_TRUE(be2.ok());
     EXPECT_EQ((*be2)->GetZone(2)->wp, 2 * kZone + 2 * data.size());
+}
+
+}  // namespace
+}  // namespace qzns
+
+namespace qzns {
+namespace {
+
+// Recovery asks the host file (SEEK_DATA) whether a linear extent holds anything past the wp
+// instead of punching every open zone; what an unflushed write left there must still go.
+TEST(Recovery, UnflushedDataPastTheWpIsErasedFromTheHostFile) {
+    TempPath tp;
+    constexpr uint64_t kLen = 8 * kK;
+    std::vector<uint8_t> a = Pattern(kLen, 1), b = Pattern(kLen, 2);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        // The writer dies without closing: only the first write's wp is durable.
+        auto be = ZonedDisk(tp.path, AioMode::kIoUring);
+        bool ok = be && be->Write(4 * kZone, a.data(), kLen, false).ok() &&
+                  be->Write(4 * kZone + kLen, b.data(), kLen, false).ok() &&
+                  be->Write(2 * kZone, a.data(), kLen, false).ok() && be->Flush().ok() &&
+                  be->Write(2 * kZone + kLen, b.data(), kLen, false).ok();
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    auto host_of = [&](uint64_t guest) -> uint64_t {
+        auto f = OpenPosixFile(tp.path, {.lock = false});
+        auto img = qcow2::Image::Open(std::move(*f), {.write = false}, nullptr);
+        EXPECT_TRUE(img.ok());
+        auto e = (*img)->L2EntryFor(guest);
+        EXPECT_TRUE(e.ok());
+        return e.ok() ? (*e & qcow2::kL2OffsetMask) : 0;
+    };
+    uint64_t h2 = host_of(2 * kZone), h4 = host_of(4 * kZone);
+    ASSERT_NE(h2, 0u);
+    ASSERT_NE(h4, 0u);
+    auto host_bytes = [&](uint64_t host) {
+        std::vector<uint8_t> v(kLen);
+        auto f = OpenPosixFile(tp.path, {.lock = false});
+        EXPECT_TRUE((*f)->Pread(v.data(), kLen, host).ok());
+        return v;
+    };
+    ASSERT_EQ(host_bytes(h2 + kLen), b);  // the unflushed write reached the file
+    {
+        BlockBackendOptions bo;
+        bo.filename = tp.path;
+        bo.lock = false;
+        auto be = BlockBackend::Open(bo);  // recovery
+        ASSERT_TRUE(be.ok()) << be.status().message();
+        EXPECT_EQ((*be)->GetZone(2)->wp, 2 * kZone + kLen);
+        EXPECT_EQ((*be)->GetZone(4)->wp, 4 * kZone + 2 * kLen);
+        ASSERT_TRUE((*be)->Close().ok());
+    }
+    EXPECT_EQ(host_bytes(h2 + kLen), std::vector<uint8_t>(kLen, 0)) << "data past the wp survived recovery";
+    EXPECT_EQ(host_bytes(h2), a);
+    EXPECT_EQ(host_bytes(h4 + kLen), b);  // durable: kept
 }
 
 }  // namespace
