@@ -66,6 +66,25 @@ public:
     AioMode aio_mode() const override { return drv_->aio_mode(); }
     Status Close() override { return drv_->Close(); }
 
+    // Reads and rewrites of mapped data go straight to the file engine; the rest blocks on the pool.
+    void Submit(BlkRequest* r) override {
+        if ((r->op == BlkOp::kRead || (r->op == BlkOp::kWrite && !r->fua)) && r->len) {
+            r->backend = this;
+            r->io = FileIo{};
+            r->io.op = r->op == BlkOp::kRead ? FileIo::Op::kRead : FileIo::Op::kWrite;
+            r->io.buf = r->buf;
+            r->io.len = r->len;
+            r->io.opaque = r;
+            r->io.done = [](FileIo* io, Status st) {
+                auto* q = static_cast<BlkRequest*>(io->opaque);
+                q->result = st.ok() ? BlkResult::Ok() : BlkResult::Io(std::move(st));
+                q->done(q);
+            };
+            if (drv_->TrySubmitMapped(&r->io, r->off)) return;
+        }
+        SubmitBlocking(this, r);
+    }
+
 private:
     std::unique_ptr<BlockDriver> drv_;
 };

@@ -47,6 +47,10 @@ public:
     virtual ZonedStore* zoned_store() { return nullptr; }
     // How the image file's asynchronous I/O runs.
     virtual AioMode aio_mode() const { return AioMode::kSync; }
+    // Starts io (op kRead or kWrite, buf, len; the driver sets off) as one asynchronous file
+    // request when [off, off + len) is one run of data already mapped and its mapping is known
+    // without I/O; false (nothing started) when the blocking Read/Write must handle it.
+    virtual bool TrySubmitMapped(FileIo* /*io*/, uint64_t /*off*/) { return false; }
 };
 
 struct OpenOptions {

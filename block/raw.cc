@@ -42,6 +42,12 @@ public:
         return bs;
     }
     Status Close() override { return Flush(); }
+    bool TrySubmitMapped(FileIo* io, uint64_t off) override {
+        if ((io->op == FileIo::Op::kWrite && !write_) || !Bounds(off, io->len).ok()) return false;
+        io->off = off;
+        file_->Submit(io);
+        return true;
+    }
 
 private:
     Status Bounds(uint64_t off, uint64_t len) const {

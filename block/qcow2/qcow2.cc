@@ -235,6 +235,30 @@ Status Image::ReadInternal(uint64_t off, uint8_t* buf, uint64_t len) {
     return Status::Ok();
 }
 
+bool Image::TrySubmitMapped(FileIo* io, uint64_t off) {
+    uint64_t len = io->len;
+    if (closed_ || len == 0 || off > size_ || len > size_ - off) return false;
+    if (io->op == FileIo::Op::kWrite && !writable_.load(std::memory_order_acquire)) return false;
+    uint64_t host;
+    {
+        util::MutexLock lk(mu_);
+        if (truncating_) return false;
+        for (uint64_t c = off >> cluster_bits_; c <= (off + len - 1) >> cluster_bits_; c++)
+            if (inflight_alloc_.count(c)) return false;  // being allocated: the blocking path waits
+        miss_.reset();
+        auto m = LookupMapping(off, len);
+        if (miss_) {
+            miss_.reset();  // not cached: the blocking path loads it
+            return false;
+        }
+        if (!m.ok() || KindOf(m->l2_entry, info_.version) != ClusterKind::kNormal || m->run_bytes < len) return false;
+        host = (m->l2_entry & kL2OffsetMask) + (off & (cluster_size_ - 1));
+    }
+    io->off = host;
+    file_->Submit(io);
+    return true;
+}
+
 Status Image::Write(uint64_t off, const void* buf, uint64_t len) {
     QZNS_TRY(CheckWritable());
     if (off > size_ || len > size_ - off)

@@ -153,6 +153,7 @@ public:
     const std::optional<ZonedGeometry>& zoned() const { return info_.zoned; }
     ZonedStore* zoned_store() override { return info_.zoned ? this : nullptr; }
     AioMode aio_mode() const override { return file_->aio_mode(); }
+    bool TrySubmitMapped(FileIo* io, uint64_t off) override EXCLUDES(mu_);
     const ZonedGeometry& zoned_geometry() const override { return *info_.zoned; }
     const std::string& zoned_problem() const override { return info_.zoned_problem; }
     // Zone words, host-endian. Written in place (the tables are preallocated); durable after

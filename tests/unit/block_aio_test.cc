@@ -451,3 +451,56 @@ TEST(Recovery, UnflushedDataPastTheWpIsErasedFromTheHostFile) {
 
 }  // namespace
 }  // namespace qzns
+
+namespace qzns {
+namespace {
+
+// A plain qcow2 image: reads and rewrites of mapped clusters take the engine path
+// (TrySubmitMapped), allocating writes and holes the blocking one; both give the same bytes.
+TEST_P(BackendTest, PlainImageMixesEnginePathAndBlockingPath) {
+    TempPath tp;
+    {
+        qcow2::CreateOptions co;
+        co.size = 16 << 20;
+        auto f = OpenPosixFile(tp.path, {.write = true, .create = true, .lock = false});
+        ASSERT_TRUE(f.ok());
+        ASSERT_TRUE(qcow2::Create(std::move(*f), co).ok());
+    }
+    BlockBackendOptions bo;
+    bo.filename = tp.path;
+    bo.lock = false;
+    bo.aio = GetParam();
+    auto be = BlockBackend::Open(bo);
+    ASSERT_TRUE(be.ok()) << be.status().message();
+    constexpr int kN = 32;
+    constexpr uint64_t kLen = 64 * kK;
+    for (int round = 0; round < 2; round++) {  // 0: allocating, 1: rewrites of mapped clusters
+        std::vector<std::vector<uint8_t>> data;
+        for (int i = 0; i < kN; i++) data.push_back(Pattern(kLen, static_cast<uint8_t>(round * 50 + i)));
+        std::vector<Req> w(kN);
+        Latch wl;
+        for (int i = 0; i < kN; i++) (*be)->Submit(&Prepare(w, i, &wl, BlkOp::kWrite, i * kLen, data[i].data(), kLen)->r);
+        wl.Wait(kN);
+        for (auto& q : w) ASSERT_TRUE(q.r.result.ok()) << q.r.result.message();
+        std::vector<std::vector<uint8_t>> out(kN + 1, std::vector<uint8_t>(kLen, 0xcc));
+        std::vector<Req> rd(kN + 1);
+        Latch rl;
+        for (int i = 0; i <= kN; i++) (*be)->Submit(&Prepare(rd, i, &rl, BlkOp::kRead, i * kLen, out[i].data(), kLen)->r);
+        rl.Wait(kN + 1);
+        for (int i = 0; i < kN; i++) {
+            ASSERT_TRUE(rd[i].r.result.ok()) << rd[i].r.result.message();
+            EXPECT_EQ(out[i], data[i]) << "round " << round << " request " << i;
+        }
+        EXPECT_EQ(out[kN], std::vector<uint8_t>(kLen, 0));  // never written: a hole
+    }
+    ASSERT_TRUE((*be)->Close().ok());
+    auto f = OpenPosixFile(tp.path, {.lock = false});
+    auto img = qcow2::Image::Open(std::move(*f), {.write = false}, nullptr);
+    ASSERT_TRUE(img.ok());
+    auto cr = (*img)->Check(qcow2::RepairMode::kNone);
+    ASSERT_TRUE(cr.ok());
+    EXPECT_EQ(cr->corruptions + cr->leaks, 0u);
+}
+
+}  // namespace
+}  // namespace qzns
