@@ -146,7 +146,14 @@ private:
     BlkResult WriteConventional(uint64_t off, const void* buf, uint64_t len, bool fua);
     // Decides a write or append to a sequential zone (mu_ taken here): zone rules, wp advance,
     // the write recorded in flight. Gives the zone, the first sector written and the extent.
-    BlkResult DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, uint32_t* z, uint64_t* slba, uint64_t* ext);
+    // With park, a request to a busy zone is queued (*parked) instead of waiting: it is decided
+    // when the zone management holding the zone releases it, in submission order.
+    BlkResult DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, uint32_t* z, uint64_t* slba, uint64_t* ext,
+                             BlkRequest* park = nullptr, bool* parked = nullptr);
+    BlkResult DecideLocked(BlkOp op, uint64_t off, uint64_t len, uint32_t z, uint64_t* slba, uint64_t* ext)
+        REQUIRES(mu_);
+    // Starts the data transfer of a decided write or append.
+    void StartWrite(BlkRequest* r, uint64_t ext);
     // The write decided at slba is over (durable or not): the persisted wp may pass it.
     void EndWrite(uint32_t z, uint64_t slba);
 
@@ -192,6 +199,8 @@ private:
     std::vector<bool> busy_ GUARDED_BY(mu_);
     size_t busy_count_ GUARDED_BY(mu_) = 0;
     util::CondVar zone_idle_cv_;
+    // Asynchronous writes and appends that arrived while their zone was busy, in order.
+    std::unordered_map<uint32_t, std::vector<BlkRequest*>> parked_ GUARDED_BY(mu_);
 
     util::Mutex fmu_;  // the flush queue and the flusher's existence
     util::CondVar flush_idle_cv_;
@@ -409,9 +418,21 @@ BlkResult ZonedBackend::WriteConventional(uint64_t off, const void* buf, uint64_
 }
 
 BlkResult ZonedBackend::DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, uint32_t* zone, uint64_t* slba,
-                                       uint64_t* ext) {
+                                       uint64_t* ext, BlkRequest* park, bool* parked) {
     uint32_t z = ZoneOfSector(off / kSector);
+    *zone = z;
     util::MutexLock lk(mu_);
+    if (park && busy_[z]) {
+        parked_[z].push_back(park);
+        *parked = true;
+        return BlkResult::Ok();
+    }
+    WaitZoneIdle(z);
+    return DecideLocked(op, off, len, z, slba, ext);
+}
+
+BlkResult ZonedBackend::DecideLocked(BlkOp op, uint64_t off, uint64_t len, uint32_t z, uint64_t* slba,
+                                     uint64_t* ext) {
     ZoneAction action;
     if (op == BlkOp::kAppend) {
         ZoneError e = CheckZoneStartLba(Geo(z), off / kSector);
@@ -420,7 +441,6 @@ BlkResult ZonedBackend::DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, uin
     } else {
         action = ZoneAction::Write(off / kSector, len / kSector);
     }
-    WaitZoneIdle(z);
     ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, action);
     if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
     if (d.plan.close_one_implicit_open) {
@@ -428,7 +448,6 @@ BlkResult ZonedBackend::DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, uin
         if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(z, e));
     }
     Apply(z, d.plan);
-    *zone = z;
     *slba = op == BlkOp::kAppend ? d.plan.assigned_lba : off / kSector;
     *ext = extent_[z];
     inflight_[z].insert(*slba);
@@ -530,8 +549,14 @@ void ZonedBackend::SubmitWrite(BlkRequest* r) {
     if (!res.ok() || (r->op != BlkOp::kAppend && r->len == 0)) return Complete(r, std::move(res));
     if (conv) return SubmitBlocking(this, r);
     uint64_t ext;
-    res = DecideSeqWrite(r->op, r->off, r->len, &r->zone, &r->slba, &ext);
+    bool parked = false;
+    res = DecideSeqWrite(r->op, r->off, r->len, &r->zone, &r->slba, &ext, r, &parked);
+    if (parked) return;
     if (!res.ok()) return Complete(r, std::move(res));
+    StartWrite(r, ext);
+}
+
+void ZonedBackend::StartWrite(BlkRequest* r, uint64_t ext) {
     if (IsLinear(ext) && r->op != BlkOp::kWriteZeroes) {
         r->io = FileIo{};
         r->io.op = FileIo::Op::kWrite;
@@ -705,12 +730,33 @@ void ZonedBackend::WaitZoneIdle(uint32_t z) {
 
 void ZonedBackend::ReleaseBusy(const std::vector<uint32_t>& zones) {
     if (zones.empty()) return;
+    struct Decided {
+        BlkRequest* r;
+        BlkResult res;
+        uint64_t ext;
+    };
+    std::vector<Decided> replay;
     {
         util::MutexLock lk(mu_);
         for (uint32_t z : zones) busy_[z] = false;
         busy_count_ -= zones.size();
+        // Parked requests are decided now, before any later arrival can be.
+        for (uint32_t z : zones) {
+            auto it = parked_.find(z);
+            if (it == parked_.end()) continue;
+            for (BlkRequest* r : it->second) {
+                Decided d{r, BlkResult::Ok(), 0};
+                d.res = DecideLocked(r->op, r->off, r->len, z, &r->slba, &d.ext);
+                replay.push_back(std::move(d));
+            }
+            parked_.erase(it);
+        }
     }
     zone_idle_cv_.NotifyAll();
+    for (Decided& d : replay) {
+        if (!d.res.ok()) Complete(d.r, std::move(d.res));
+        else StartWrite(d.r, d.ext);
+    }
 }
 
 BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {

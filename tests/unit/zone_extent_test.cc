@@ -290,5 +290,51 @@ TEST(ZoneExtent, AWriteAllowedByAResetIsNeverErasedByItsPunch) {
     ASSERT_TRUE(b.Close().ok());
 }
 
+// The asynchronous twin: a write submitted while a reset holds its zone does not block the
+// submitter; it is parked, decided when the reset releases the zone, and lands after the punch.
+TEST(ZoneExtent, AnAsyncWriteToAZoneBeingResetIsParkedNotBlocked) {
+    auto mem = NewMemFile();
+    ASSERT_TRUE(qcow2::Create(BorrowFile(mem.get()), Options()).ok());
+    std::atomic<bool> armed{false}, punching{false}, submit_returned{false}, returned_during_punch{false};
+    auto gate = std::make_unique<PunchGate>(mem.get(), [&] {
+        if (!armed || punching.exchange(true)) return;
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (!submit_returned && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+        returned_during_punch = submit_returned.load();
+    });
+    auto img = qcow2::Image::Open(std::move(gate), {.write = true}, nullptr);
+    ASSERT_TRUE(img.ok()) << img.status().message();
+    auto be = BlockBackend::OpenDriver(std::move(*img));
+    ASSERT_TRUE(be.ok()) << be.status().message();
+    BlockBackend& b = **be;
+    uint32_t z = 8;
+    uint64_t zs = z * kZone;
+    auto old = Pattern(kCap, 6);
+    ASSERT_TRUE(b.Write(zs, old.data(), old.size(), false).ok());
+    armed = true;
+    auto fresh = Pattern(8 * kK, 9);
+    BlkRequest r;
+    r.op = BlkOp::kWrite;
+    r.off = zs;
+    r.buf = fresh.data();
+    r.len = fresh.size();
+    BlkWaiter w;
+    w.Arm(r);
+    std::thread submitter([&] {
+        while (!punching) std::this_thread::yield();
+        b.Submit(&r);
+        submit_returned = true;
+    });
+    BlkResult rr = b.ZoneMgmt(ZoneMgmtOp::kReset, zs, false);
+    submitter.join();
+    ASSERT_TRUE(rr.ok()) << rr.message();
+    BlkResult wr = w.Wait(r);
+    ASSERT_TRUE(wr.ok()) << wr.message();
+    EXPECT_TRUE(returned_during_punch) << "Submit waited for the reset";
+    EXPECT_EQ(b.GetZone(z)->wp, zs + fresh.size());
+    EXPECT_EQ(Read(b, zs, fresh.size()), fresh);
+    ASSERT_TRUE(b.Close().ok());
+}
+
 }  // namespace
 }  // namespace qzns
