@@ -1,6 +1,8 @@
 // Guest -> host mapping through the two-level L1/L2 tables.
 #include <algorithm>
 
+#include <cstring>
+
 #include "block/qcow2/qcow2.h"
 #include "block/qcow2/qcow2-entry.h"
 
@@ -63,6 +65,17 @@ Result<Image::Mapping> Image::LookupMapping(uint64_t guest_off, uint64_t max_byt
             if (host >= std::max(fsize, file_end_) || host < cluster_size_)
                 return MarkCorrupt("data cluster offset " + std::to_string(host) +
                                    " is invalid (overlaps the header or lies past the end of the file)");
+        }
+        if (m.l2_entry == 0) {
+            // Unallocated runs are long (recovery and block status walk whole tables): compare
+            // raw words with zero, no byte swap; the loop below goes on from the first other one.
+            const uint8_t* p = t->data.data() + l2_index * 8;
+            while (n < max_clusters) {
+                uint64_t raw;
+                std::memcpy(&raw, p + n * 8, 8);
+                if (raw) break;
+                n++;
+            }
         }
         while (n < max_clusters) {
             uint64_t next = t->Get64(l2_index + n);
