@@ -524,16 +524,18 @@ TEST_F(TcpServerTest, HostCloseDisconnectsQueueAndCompletesPendingAer) {
 }
 
 TEST_F(TcpServerTest, StopClosesConnectionsAndWaitsForCompletions) {
-    StartServer(tcp::TcpServerOptions{}, FakeTarget::Options{true, 0});
+    // Stop must return because the commands completed, not because it gave up: with a give-up
+    // time of an hour, a Stop that waited for it would hang the test (the harness's timeout).
+    tcp::TcpServerOptions o;
+    o.stop_timeout = std::chrono::hours(1);
+    StartServer(o, FakeTarget::Options{true, 0});
     auto c1 = Client();
     auto c2 = Client();
     ASSERT_TRUE(c1->SendCapsule(MakeSqe(kOpAer, 31, Sgl::kNone, 0)));
     ASSERT_TRUE(c2->SendCapsule(MakeSqe(kOpAer, 31, Sgl::kNone, 0)));
     for (int i = 0; i < 100 && server_->Stats().requests_in_state[4] < 2; i++)
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    auto t0 = std::chrono::steady_clock::now();
     server_->Stop();
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
     EXPECT_EQ(target_->disconnects.load(), 2);
     EXPECT_TRUE(c1->WaitClosed());
     EXPECT_TRUE(c2->WaitClosed());
@@ -553,8 +555,7 @@ TEST_F(TcpServerTest, StopGivesUpOnCommandsTheTargetNeverCompletes) {
     auto t0 = std::chrono::steady_clock::now();
     server_->Stop();
     auto took = std::chrono::steady_clock::now() - t0;
-    EXPECT_GE(took, std::chrono::milliseconds(250));
-    EXPECT_LT(took, std::chrono::seconds(2));
+    EXPECT_GE(took, std::chrono::milliseconds(250));  // it waited; a hang is the harness's timeout
     EXPECT_EQ(server_->Stats().connections_active, 0u);  // stats survive Stop
     EXPECT_EQ(server_->Stats().requests_in_state[4], 1);
     // The target completes long after the server is gone: dropped, no crash.
