@@ -48,12 +48,12 @@ unsigned TaskPool::threads() const { return static_cast<unsigned>(st_->threads.s
 
 void TaskPool::Post(PoolTask* t) {
     t->next = nullptr;
-    {
-        util::MutexLock lk(st_->mu);
-        if (st_->tail) st_->tail->next = t;
-        else st_->head = t;
-        st_->tail = t;
-    }
+    util::MutexLock lk(st_->mu);
+    if (st_->tail) st_->tail->next = t;
+    else st_->head = t;
+    st_->tail = t;
+    // Under the lock: once it is released the task may run, complete its request and let its
+    // owner destroy this pool, so nothing of the pool may be touched after the unlock.
     st_->cv.NotifyOne();
 }
 
