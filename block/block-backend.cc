@@ -70,16 +70,12 @@ public:
     void Submit(BlkRequest* r) override {
         if ((r->op == BlkOp::kRead || (r->op == BlkOp::kWrite && !r->fua)) && r->len) {
             r->backend = this;
-            r->io = FileIo{};
-            r->io.op = r->op == BlkOp::kRead ? FileIo::Op::kRead : FileIo::Op::kWrite;
-            r->io.buf = r->buf;
-            r->io.len = r->len;
-            r->io.opaque = r;
-            r->io.done = [](FileIo* io, Status st) {
-                auto* q = static_cast<BlkRequest*>(io->opaque);
+            r->PrepareIo(r->op == BlkOp::kRead ? FileIo::Op::kRead : FileIo::Op::kWrite, r->buf, r->len, 0,
+                         [](FileIo* io, Status st) {
+                BlkRequest* q = BlkRequest::FromIo(io);
                 q->result = st.ok() ? BlkResult::Ok() : BlkResult::Io(std::move(st));
                 q->done(q);
-            };
+            });
             if (drv_->TrySubmitMapped(&r->io, r->off)) return;
         }
         SubmitBlocking(this, r);
@@ -103,7 +99,7 @@ void BlockBackend::Submit(BlkRequest* r) { SubmitBlocking(this, r); }
 void BlockBackend::SubmitBlocking(BlockBackend* be, BlkRequest* r) {
     r->backend = be;
     r->task.run = [](PoolTask* t) {
-        auto* r = reinterpret_cast<BlkRequest*>(reinterpret_cast<char*>(t) - offsetof(BlkRequest, task));
+        BlkRequest* r = BlkRequest::FromTask(t);
         BlockBackend* b = r->backend;
         switch (r->op) {
         case BlkOp::kRead: r->result = b->Read(r->off, r->buf, r->len); break;

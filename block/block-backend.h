@@ -7,6 +7,7 @@
 // transports call them from many threads with many requests in flight.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -54,6 +55,15 @@ class BlockBackend;
 
 enum class BlkOp : uint8_t { kRead, kWrite, kWriteZeroes, kAppend, kFlush, kDiscard };
 
+// A write or append the zoned layer decided and has not finished: the persisted write pointer
+// stays below the lowest of them. Linked into an intrusive list, so recording one allocates nothing.
+struct ZoneWriteLink {
+    uint32_t zone = 0;
+    uint64_t slba = 0;
+    ZoneWriteLink* prev = nullptr;
+    ZoneWriteLink* next = nullptr;
+};
+
 // An asynchronous request. The caller fills the first block, calls BlockBackend::Submit and owns
 // the request again when `done` runs — on an I/O engine or pool thread, or inside Submit when the
 // answer is known at once. `done` must not block on storage. Nothing is allocated per request.
@@ -70,10 +80,25 @@ struct BlkRequest {
     // The backend's while the request is in flight.
     FileIo io;
     PoolTask task;
-    uint32_t zone = 0;
-    uint64_t slba = 0;
+    ZoneWriteLink write;  // a zoned write or append: its zone and first sector
     BlkRequest* next = nullptr;
     BlockBackend* backend = nullptr;
+
+    static BlkRequest* FromTask(PoolTask* t) {
+        return reinterpret_cast<BlkRequest*>(reinterpret_cast<char*>(t) - offsetof(BlkRequest, task));
+    }
+    static BlkRequest* FromIo(FileIo* f) {
+        return reinterpret_cast<BlkRequest*>(reinterpret_cast<char*>(f) - offsetof(BlkRequest, io));
+    }
+    // Fills io for one transfer of this request; `done` finds the request with FromIo.
+    void PrepareIo(FileIo::Op o, void* data, uint64_t n, uint64_t at, void (*fin)(FileIo*, Status)) {
+        io = FileIo{};
+        io.op = o;
+        io.buf = data;
+        io.len = n;
+        io.off = at;
+        io.done = fin;
+    }
 };
 
 struct BlockBackendOptions {

@@ -59,7 +59,7 @@ public:
     AioMode mode() const override { return AioMode::kThreads; }
     void Submit(FileIo* io) override {
         io->task.run = [](PoolTask* t) {
-            FileIo* f = reinterpret_cast<FileIo*>(reinterpret_cast<char*>(t) - offsetof(FileIo, task));
+            FileIo* f = FileIo::FromTask(t);
             Status st = TransferBlocking(f);
             f->done(f, std::move(st));
         };

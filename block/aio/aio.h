@@ -4,6 +4,7 @@
 // (old kernels, seccomp profiles that forbid it). The engine is chosen when a file is opened.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -62,6 +63,10 @@ struct FileIo {
     uint64_t progress = 0;
     const std::string* file_name = nullptr;
     PoolTask task;
+
+    static FileIo* FromTask(PoolTask* t) {
+        return reinterpret_cast<FileIo*>(reinterpret_cast<char*>(t) - offsetof(FileIo, task));
+    }
 };
 
 class IoEngine {

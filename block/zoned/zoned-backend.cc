@@ -4,10 +4,17 @@
 // so a persisted write pointer never runs ahead of durable data. Zone management actions run the
 // same flush before they complete, which makes them durable on completion.
 //
-// Concurrency: one mutex guards zone words, resource counters and in-flight bookkeeping; it is
-// held only to decide and record, never across I/O. Writes and appends get their LBA under the
-// lock (so appends to one zone are assigned atomically and in order) and then run in parallel.
-// A zone's persisted wp is the lowest start of its writes still in flight, never beyond.
+// Concurrency: zones are spread over kShards shards (zone z in shard z % kShards, so the
+// neighbouring zones that several writers fill at once have different locks). A shard's mutex
+// guards its zones' words, extents, busy and dirty marks and writes in flight. The device-wide
+// resource counters (open and active zones, the implicitly opened set) have their own lock,
+// tmu_, taken only by decisions that read or change them: a zone entering or leaving the
+// opened/closed states, zone management, fault injection. A write to an opened zone that does not
+// fill it (almost every write) takes only its shard's lock. Lock order: tmu_, then shard locks;
+// no thread holds two shard locks at once. No lock is held across I/O.
+// Writes and appends get their LBA under the shard lock (so appends to one zone are assigned
+// atomically and in order) and then run in parallel. A zone's persisted wp is the lowest start
+// of its writes still in flight, never beyond.
 //
 // Data of a sequential zone lives in one linear host extent where the format offers it
 // (ZonedStore::MapZone, allocated at the zone's first write): reads and writes then go straight
@@ -16,8 +23,9 @@
 #include "block/zoned/zoned-backend.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstring>
-#include <map>
 #include <set>
 #include <unordered_map>
 
@@ -27,6 +35,11 @@ namespace qzns {
 namespace {
 
 constexpr uint64_t kSector = 512;
+constexpr uint32_t kShards = 64;
+
+// The counters only decide whether a zone may join the open or active set. A write decided
+// with them saturated that succeeds and changes none of them was not theirs to decide.
+constexpr ZoneResources kSaturated{1u << 29, 1u << 29, 1u << 29};
 
 std::string ZoneMsg(uint32_t z, ZoneError e) {
     return std::string(ZoneErrorName(e)) + " (zone " + std::to_string(z) + ")";
@@ -45,9 +58,11 @@ public:
         limits_.max_active = g.max_active_zones;
         limits_.max_append = g.max_append_bytes / kSector;
         limits_.zde_supported = g.zd_extension_size > 0;
+        flush_task_.be = this;
+        flush_task_.run = [](PoolTask* t) { static_cast<FlushTask*>(t)->be->RunFlushes(nullptr); };
     }
 
-    Status Init() NO_THREAD_SAFETY_ANALYSIS;
+    Status Init();
 
     uint64_t size() const override { return drv_->size(); }
     bool read_only() const override { return drv_->read_only(); }
@@ -79,7 +94,7 @@ public:
     Status ReadZoneDescExt(uint32_t zone, void* buf) override { return store_->ReadZded(zone, buf); }
     BlkResult InjectZoneFault(uint32_t zone, ZoneState state) override;
     void SetZoneChangedCallback(std::function<void(uint32_t)> cb) override {
-        util::MutexLock lk(mu_);
+        util::MutexLock lk(tmu_);
         changed_cb_ = std::move(cb);
     }
     void Submit(BlkRequest* r) override;
@@ -87,6 +102,30 @@ public:
     Status Close() override;
 
 private:
+    // Extent of zone z: a host offset (linear), kGeneric (through the driver) or kUnmapped.
+    // Resolved through the format outside any lock and cached once known.
+    static constexpr uint64_t kGeneric = 0;
+    static constexpr uint64_t kUnmapped = ~uint64_t{0};
+
+    struct alignas(64) Shard {
+        util::Mutex mu;
+        util::CondVar idle_cv;  // a busy zone of this shard was released
+        // Indexed by Slot(z).
+        std::vector<uint64_t> words GUARDED_BY(mu);  // current state
+        // kUnmapped until resolved (an unmapped zone is asked again), kGeneric, or the host
+        // offset of the zone's linear extent (never changes once set).
+        std::vector<uint64_t> extent GUARDED_BY(mu);
+        std::vector<bool> dirty GUARDED_BY(mu);
+        std::vector<bool> busy GUARDED_BY(mu);
+        std::vector<uint32_t> dirty_list GUARDED_BY(mu);
+        ZoneWriteLink* inflight GUARDED_BY(mu) = nullptr;  // writes in flight, any zone of the shard
+        // Asynchronous writes and appends that arrived while their zone was busy, in order.
+        std::unordered_map<uint32_t, std::vector<BlkRequest*>> parked GUARDED_BY(mu);
+    };
+    Shard& ShardOf(uint32_t z) { return shards_[z % kShards]; }
+    static size_t Slot(uint32_t z) { return z / kShards; }
+    static uint64_t& WordOf(Shard& s, uint32_t z) REQUIRES(s.mu) { return s.words[Slot(z)]; }
+
     ZoneGeometry Geo(uint32_t z) const {
         ZoneGeometry g;
         g.zslba = uint64_t{z} * zs_;
@@ -98,24 +137,32 @@ private:
     uint32_t ZoneOfSector(uint64_t s) const { return static_cast<uint32_t>(s / zs_); }
     bool IsConv(uint32_t z) const { return z < geo_.nr_conv_zones; }
 
-    void Apply(uint32_t z, const ZonePlan& plan) REQUIRES(mu_);
-    ZoneError EvictImplicitOpen(uint32_t except) REQUIRES(mu_);
-    ZoneWord PersistableWord(uint32_t z) const REQUIRES(mu_);
-    ZoneInfo InfoOf(uint32_t z) const REQUIRES(mu_);
+    // A plan's effect on the zone's own record, and on the device-wide counters.
+    void ApplyWord(Shard& s, uint32_t z, const ZonePlan& plan) REQUIRES(s.mu);
+    void ApplyResources(uint32_t z, const ZonePlan& plan) REQUIRES(tmu_);
+    void Apply(Shard& s, uint32_t z, const ZonePlan& plan) REQUIRES(tmu_, s.mu) {
+        ApplyResources(z, plan);
+        ApplyWord(s, z, plan);
+    }
+    // Closes the least recently written Implicitly Opened zone other than `except` (whose shard,
+    // `held`, the caller holds; it is released meanwhile when the victim is in another shard).
+    ZoneError EvictImplicitOpen(Shard& held, uint32_t except) REQUIRES(tmu_, held.mu);
+    // Decides an action with the real counters, closing an implicitly opened zone first when
+    // the plan needs the room.
+    ZoneDecision DecideWithEviction(Shard& s, uint32_t z, ZoneAction a) REQUIRES(tmu_, s.mu);
+    ZoneError CloseImplicit(Shard& s, uint32_t z) REQUIRES(tmu_, s.mu);
+    ZoneWord PersistableWord(Shard& s, uint32_t z) REQUIRES(s.mu);
+    ZoneInfo InfoOf(Shard& s, uint32_t z) REQUIRES(s.mu);
 
-    // Extent of zone z: a host offset (linear), kGeneric (through the driver) or kUnmapped.
-    // Resolved through the format outside mu_ and cached once known.
-    static constexpr uint64_t kGeneric = 0;
-    static constexpr uint64_t kUnmapped = ~uint64_t{0};
     Result<uint64_t> ZoneExtentOf(uint32_t z, bool allocate);
     static bool IsLinear(uint64_t ext) { return ext != kGeneric && ext != kUnmapped; }
-    // ext: the zone's extent_ as read when the request was decided (kUnmapped: look it up).
+    // ext: the zone's extent as read when the request was decided (kUnmapped: look it up).
     Status ReadData(uint32_t z, uint64_t off, void* buf, uint64_t len, uint64_t ext);
     Status WriteData(uint32_t z, uint64_t off, const void* buf, uint64_t len, uint64_t ext);
     // Zone management that frees a zone's data marks it busy until the data is gone, so a write
     // the new wp allows cannot land before the hole punch that would erase it.
-    void WaitZoneIdle(uint32_t z) REQUIRES(mu_);
-    void ReleaseBusy(const std::vector<uint32_t>& zones);
+    void WaitZoneIdle(Shard& s, uint32_t z) REQUIRES(s.mu);
+    void ReleaseBusy(const std::vector<uint32_t>& zones) EXCLUDES(tmu_);
     // The zones one management command holds busy; released when it ends, however it ends.
     // A command waits for busy zones only before it marks any, so two never wait on each other.
     class BusyZones {
@@ -123,7 +170,7 @@ private:
         explicit BusyZones(ZonedBackend* be) : be_(be) {}
         ~BusyZones() { Release(); }
 
-        void Release() EXCLUDES(be_->mu_) {
+        void Release() EXCLUDES(be_->tmu_) {
             be_->ReleaseBusy(zones_);
             zones_.clear();
         }
@@ -132,30 +179,44 @@ private:
         ZonedBackend* be_;
         std::vector<uint32_t> zones_;
     };
-    void MarkBusy(BusyZones* b, uint32_t z) REQUIRES(mu_) {
-        if (busy_[z]) return;
-        busy_[z] = true;
+    void MarkBusy(BusyZones* b, Shard& s, uint32_t z) REQUIRES(tmu_, s.mu) {
+        if (s.busy[Slot(z)]) return;
+        s.busy[Slot(z)] = true;
         busy_count_++;
         b->zones_.push_back(z);
     }
+    // Storage a zone management command frees once its words are decided.
+    struct Range {
+        uint64_t b, e;  // sectors
+        bool zero;      // Finish: zeroed before the word says Full
+    };
+    // One zone of a management command: decided, applied and, when it frees data, marked busy.
+    ZoneError MgmtOne(Shard& s, uint32_t z, ZoneAction action, std::vector<Range>* discards, BusyZones* busy)
+        REQUIRES(tmu_, s.mu);
 
     BlkResult WriteCommon(uint64_t off, const void* buf, uint64_t len, bool fua);
     // Argument checks of a write (kWrite/kWriteZeroes) or append; *conv when a write starts in a
     // conventional zone (those go through the driver as a plain disk).
     BlkResult CheckWriteArgs(BlkOp op, uint64_t off, uint64_t len, bool* conv) const;
     BlkResult WriteConventional(uint64_t off, const void* buf, uint64_t len, bool fua);
-    // Decides a write or append to a sequential zone (mu_ taken here): zone rules, wp advance,
-    // the write recorded in flight. Gives the zone, the first sector written and the extent.
+    // Decides a write or append to a sequential zone: zone rules, wp advance, the write recorded
+    // in flight in *w (zone and first sector), the zone's extent in *ext.
     // With park, a request to a busy zone is queued (*parked) instead of waiting: it is decided
     // when the zone management holding the zone releases it, in submission order.
-    BlkResult DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, uint32_t* z, uint64_t* slba, uint64_t* ext,
+    BlkResult DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, ZoneWriteLink* w, uint64_t* ext,
                              BlkRequest* park = nullptr, bool* parked = nullptr);
-    BlkResult DecideLocked(BlkOp op, uint64_t off, uint64_t len, uint32_t z, uint64_t* slba, uint64_t* ext)
-        REQUIRES(mu_);
+    BlkResult WriteAction(BlkOp op, uint64_t off, uint64_t len, uint32_t z, ZoneAction* a) const;
+    // The shard lock alone decides when the counters play no part; false: the caller retries
+    // under tmu_ with DecideTransition.
+    bool DecideLocal(Shard& s, BlkOp op, uint64_t off, uint64_t len, uint32_t z, ZoneWriteLink* w, uint64_t* ext,
+                     BlkResult* out) REQUIRES(s.mu);
+    BlkResult DecideTransition(Shard& s, BlkOp op, uint64_t off, uint64_t len, uint32_t z, ZoneWriteLink* w,
+                               uint64_t* ext) REQUIRES(tmu_, s.mu);
+    void RecordWrite(Shard& s, uint32_t z, const ZonePlan& plan, ZoneWriteLink* w, uint64_t* ext) REQUIRES(s.mu);
     // Starts the data transfer of a decided write or append.
     void StartWrite(BlkRequest* r, uint64_t ext);
-    // The write decided at slba is over (durable or not): the persisted wp may pass it.
-    void EndWrite(uint32_t z, uint64_t slba);
+    // The write is over (durable or not): the persisted wp may pass it.
+    void EndWrite(ZoneWriteLink* w);
 
     // Asynchronous paths (Submit).
     void SubmitRead(BlkRequest* r);
@@ -181,26 +242,19 @@ private:
     uint64_t zs_ = 0, cap_ = 0;  // sectors
     ZoneLimits limits_;
 
-    // Zone words, resource counters and in-flight bookkeeping: held to decide and record, never
-    // across I/O.
-    util::Mutex mu_;
-    std::vector<uint64_t> words_ GUARDED_BY(mu_);  // current state
-    std::vector<bool> dirty_ GUARDED_BY(mu_);
-    std::vector<uint32_t> dirty_list_ GUARDED_BY(mu_);
-    ZoneResources res_ GUARDED_BY(mu_);
-    uint64_t tick_ GUARDED_BY(mu_) = 0;
-    std::set<std::pair<uint64_t, uint32_t>> implicit_lru_ GUARDED_BY(mu_);  // (last write tick, zone)
-    std::unordered_map<uint32_t, uint64_t> implicit_tick_ GUARDED_BY(mu_);
-    std::unordered_map<uint32_t, std::multiset<uint64_t>> inflight_ GUARDED_BY(mu_);  // zone -> write starts
-    std::function<void(uint32_t)> changed_cb_ GUARDED_BY(mu_);
-    // Per zone: kUnmapped until resolved (an unmapped zone is asked again), kGeneric, or the host
-    // offset of its linear extent (never changes once set).
-    std::vector<uint64_t> extent_ GUARDED_BY(mu_);
-    std::vector<bool> busy_ GUARDED_BY(mu_);
-    size_t busy_count_ GUARDED_BY(mu_) = 0;
-    util::CondVar zone_idle_cv_;
-    // Asynchronous writes and appends that arrived while their zone was busy, in order.
-    std::unordered_map<uint32_t, std::vector<BlkRequest*>> parked_ GUARDED_BY(mu_);
+    std::array<Shard, kShards> shards_;
+
+    // Device-wide zone resources and what only transitions touch.
+    util::Mutex tmu_;
+    util::CondVar busy_cv_;  // busy_count_ dropped
+    ZoneResources res_ GUARDED_BY(tmu_);
+    std::set<uint32_t> implicit_ GUARDED_BY(tmu_);  // Implicitly Opened zones
+    size_t busy_count_ GUARDED_BY(tmu_) = 0;
+    std::function<void(uint32_t)> changed_cb_ GUARDED_BY(tmu_);
+    // Eviction order of Implicitly Opened zones: the tick of each zone's last write. Written
+    // under the zone's shard lock, read under tmu_; only kept when max_open can force evictions.
+    std::atomic<uint64_t> tick_{0};
+    std::unique_ptr<std::atomic<uint64_t>[]> last_write_;
 
     util::Mutex fmu_;  // the flush queue and the flusher's existence
     util::CondVar flush_idle_cv_;
@@ -212,35 +266,54 @@ private:
     TaskPool flush_thread_{1};  // last: destroyed first, while the rest still exists
 };
 
-// Runs before the backend is shared with any other thread: no lock needed (nor taken, since
-// recovery below calls functions that take it).
+// Runs before the backend is shared with any other thread; it locks all the same, so the
+// analysis checks it like the rest.
 Status ZonedBackend::Init() {
     uint32_t n = geo_.nr_zones;
-    words_.resize(n);
-    QZNS_TRY(store_->ReadZoneWords(0, n, words_.data()));
-    extent_.assign(n, kUnmapped);
-    busy_.assign(n, false);
+    std::vector<uint64_t> words(n);
+    QZNS_TRY(store_->ReadZoneWords(0, n, words.data()));
     for (uint32_t z = 0; z < n; z++) {
-        Status st = ValidateZoneWord(ZoneWord{words_[z]}, Geo(z));
+        Status st = ValidateZoneWord(ZoneWord{words[z]}, Geo(z));
         if (!st.ok())
             return Status::Error(EUCLEAN, "zone " + std::to_string(z) + ": " + st.message() +
                                               "; run 'qzns-img check -r all'");
     }
-    dirty_.assign(n, false);
     bool clean = store_->zoned_clean_at_open();
     bool writable = !drv_->read_only();
     // A restart is a power cycle for the zones: opened zones come back Closed (or Empty).
+    std::vector<uint32_t> recovered;
     for (uint32_t z = geo_.nr_conv_zones; z < n; z++) {
-        ZoneState s = ZoneWord{words_[z]}.state();
+        ZoneState s = ZoneWord{words[z]}.state();
         if (s != ZoneState::kImplicitOpen && s != ZoneState::kExplicitOpen) continue;
-        ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::Recover());
+        ZoneDecision d = DecideZoneAction(ZoneWord{words[z]}, Geo(z), ZoneResources{}, limits_, ZoneAction::Recover());
         if (d.ok() && d.plan.changed) {
-            words_[z] = d.plan.word.raw;
-            if (!dirty_[z]) dirty_list_.push_back(z);
-            dirty_[z] = true;
+            words[z] = d.plan.word.raw;
+            recovered.push_back(z);
         }
     }
-    res_ = CountZoneResources(std::span<const ZoneWord>(reinterpret_cast<const ZoneWord*>(words_.data()), n));
+    if (limits_.max_open) last_write_ = std::make_unique<std::atomic<uint64_t>[]>(n);
+    {
+        util::MutexLock t(tmu_);
+        res_ = CountZoneResources(std::span<const ZoneWord>(reinterpret_cast<const ZoneWord*>(words.data()), n));
+        for (uint32_t z = geo_.nr_conv_zones; z < n; z++)
+            if (ZoneWord{words[z]}.state() == ZoneState::kImplicitOpen) implicit_.insert(z);
+    }
+    for (uint32_t i = 0; i < kShards; i++) {
+        Shard& s = shards_[i];
+        util::MutexLock lk(s.mu);
+        size_t slots = n > i ? (n - i + kShards - 1) / kShards : 0;
+        s.words.resize(slots);
+        for (size_t k = 0; k < slots; k++) s.words[k] = words[i + k * kShards];
+        s.extent.assign(slots, kUnmapped);
+        s.dirty.assign(slots, false);
+        s.busy.assign(slots, false);
+    }
+    for (uint32_t z : recovered) {
+        Shard& s = ShardOf(z);
+        util::MutexLock lk(s.mu);
+        s.dirty[Slot(z)] = true;
+        s.dirty_list.push_back(z);
+    }
     if (!writable) return Status::Ok();
     if (!clean) {
         // Data written after the last flush may sit past a persisted wp; it can never be read,
@@ -249,7 +322,7 @@ Status ZonedBackend::Init() {
         // unallocated L2 table's span at once, so those zones are skipped without a call each.
         uint64_t unallocated_end = 0;  // bytes: [.., unallocated_end) is known unallocated
         for (uint32_t z = geo_.nr_conv_zones; z < n; z++) {
-            ZoneWord w{words_[z]};
+            ZoneWord w{words[z]};
             if (w.state() == ZoneState::kFull || w.state() == ZoneState::kReadOnly || w.state() == ZoneState::kOffline)
                 continue;
             uint64_t b = w.wp() * kSector, e = Geo(z).end() * kSector;
@@ -278,53 +351,93 @@ Status ZonedBackend::Init() {
     return PersistAll();
 }
 
-void ZonedBackend::Apply(uint32_t z, const ZonePlan& plan) {
-    words_[z] = plan.word.raw;
+void ZonedBackend::ApplyWord(Shard& s, uint32_t z, const ZonePlan& plan) {
+    WordOf(s, z) = plan.word.raw;
+    if (plan.changed && !s.dirty[Slot(z)]) {
+        s.dirty[Slot(z)] = true;
+        s.dirty_list.push_back(z);
+    }
+    if (last_write_ && plan.word.state() == ZoneState::kImplicitOpen)
+        last_write_[z].store(tick_.fetch_add(1, std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void ZonedBackend::ApplyResources(uint32_t z, const ZonePlan& plan) {
+    if (plan.delta == ResourceDelta{}) return;
     res_ = ApplyResourceDelta(res_, plan.delta);
-    if (plan.changed && !dirty_[z]) {
-        dirty_[z] = true;
-        dirty_list_.push_back(z);
-    }
-    auto it = implicit_tick_.find(z);
-    if (it != implicit_tick_.end()) {
-        implicit_lru_.erase({it->second, z});
-        implicit_tick_.erase(it);
-    }
-    if (plan.word.state() == ZoneState::kImplicitOpen) {
-        implicit_tick_[z] = ++tick_;
-        implicit_lru_.insert({tick_, z});
-    }
+    if (plan.word.state() == ZoneState::kImplicitOpen) implicit_.insert(z);
+    else implicit_.erase(z);
 }
 
-ZoneError ZonedBackend::EvictImplicitOpen(uint32_t except) {
-    for (auto [tick, z] : implicit_lru_) {
+ZoneError ZonedBackend::EvictImplicitOpen(Shard& held, uint32_t except) {
+    uint32_t victim = ~uint32_t{0};
+    uint64_t oldest = ~uint64_t{0};
+    for (uint32_t z : implicit_) {
         if (z == except) continue;
-        ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::ImplicitClose());
-        if (!d.ok()) return d.error;
-        Apply(z, d.plan);
-        return ZoneError::kNone;
+        uint64_t t = last_write_ ? last_write_[z].load(std::memory_order_relaxed) : 0;
+        if (victim == ~uint32_t{0} || t < oldest) {
+            victim = z;
+            oldest = t;
+        }
     }
-    return ZoneError::kTooManyOpenZones;
+    if (victim == ~uint32_t{0}) return ZoneError::kTooManyOpenZones;
+    Shard& vs = ShardOf(victim);
+    if (&vs == &held) {
+        vs.mu.AssertHeld();
+        return CloseImplicit(vs, victim);
+    }
+    // Never two shard locks at once (a thread holding B then A, beside one holding A then B,
+    // is a deadlock as soon as anything but tmu_ orders them). The zone being decided cannot
+    // change meanwhile: it is entering the open set, so only a transition, under tmu_, could.
+    held.mu.Unlock();
+    ZoneError e;
+    {
+        util::MutexLock lk(vs.mu);
+        e = CloseImplicit(vs, victim);
+    }
+    held.mu.Lock();
+    return e;
 }
 
-ZoneWord ZonedBackend::PersistableWord(uint32_t z) const {
-    ZoneWord w{words_[z]};
-    auto it = inflight_.find(z);
-    if (it == inflight_.end() || it->second.empty()) return w;
+ZoneDecision ZonedBackend::DecideWithEviction(Shard& s, uint32_t z, ZoneAction a) {
+    ZoneDecision d = DecideZoneAction(ZoneWord{WordOf(s, z)}, Geo(z), res_, limits_, a);
+    if (!d.ok() || !d.plan.close_one_implicit_open) return d;
+    ZoneError e = EvictImplicitOpen(s, z);
+    if (e != ZoneError::kNone) {
+        d.error = e;
+        return d;
+    }
+    d = DecideZoneAction(ZoneWord{WordOf(s, z)}, Geo(z), res_, limits_, a);
+    if (d.ok() && d.plan.close_one_implicit_open) d.error = ZoneError::kTooManyOpenZones;
+    return d;
+}
+
+ZoneError ZonedBackend::CloseImplicit(Shard& s, uint32_t z) {
+    ZoneDecision d = DecideZoneAction(ZoneWord{WordOf(s, z)}, Geo(z), res_, limits_, ZoneAction::ImplicitClose());
+    if (!d.ok()) return d.error;
+    Apply(s, z, d.plan);
+    return ZoneError::kNone;
+}
+
+ZoneWord ZonedBackend::PersistableWord(Shard& s, uint32_t z) {
+    ZoneWord w{WordOf(s, z)};
+    uint64_t lowest = ~uint64_t{0};
+    for (const ZoneWriteLink* l = s.inflight; l; l = l->next)
+        if (l->zone == z) lowest = std::min(lowest, l->slba);
+    if (lowest == ~uint64_t{0}) return w;
     // Writes still in flight are not durable: persist the wp below the lowest of them.
-    uint64_t wp = std::min(w.wp(), *it->second.begin());
+    uint64_t wp = std::min(w.wp(), lowest);
     uint64_t start = uint64_t{z} * zs_;
-    ZoneState s = w.state();
-    if (s == ZoneState::kFull || s == ZoneState::kImplicitOpen || s == ZoneState::kExplicitOpen) {
-        if (wp == start) s = (w.attrs() & kZoneAttrZdev) ? ZoneState::kClosed : ZoneState::kEmpty;
-        else s = s == ZoneState::kExplicitOpen ? s : ZoneState::kImplicitOpen;
+    ZoneState st = w.state();
+    if (st == ZoneState::kFull || st == ZoneState::kImplicitOpen || st == ZoneState::kExplicitOpen) {
+        if (wp == start) st = (w.attrs() & kZoneAttrZdev) ? ZoneState::kClosed : ZoneState::kEmpty;
+        else st = st == ZoneState::kExplicitOpen ? st : ZoneState::kImplicitOpen;
     }
-    uint8_t attrs = s == ZoneState::kEmpty ? 0 : static_cast<uint8_t>(w.attrs() & ~kZoneAttrZfc);
-    return ZoneWord::Make(s, w.type(), attrs, wp);
+    uint8_t attrs = st == ZoneState::kEmpty ? 0 : static_cast<uint8_t>(w.attrs() & ~kZoneAttrZfc);
+    return ZoneWord::Make(st, w.type(), attrs, wp);
 }
 
-ZoneInfo ZonedBackend::InfoOf(uint32_t z) const {
-    ZoneWord w{words_[z]};
+ZoneInfo ZonedBackend::InfoOf(Shard& s, uint32_t z) {
+    ZoneWord w{WordOf(s, z)};
     ZoneGeometry g = Geo(z);
     ZoneInfo zi;
     zi.start = g.zslba * kSector;
@@ -342,35 +455,30 @@ BlkResult ZonedBackend::Read(uint64_t off, void* buf, uint64_t len) {
         return BlkResult::Zone(ZoneError::kLbaOutOfRange, "read beyond the end of the disk");
     auto* out = static_cast<uint8_t*>(buf);
     // Split by zone; each piece is readable up to the zone's wp and zeros after it.
-    struct Piece {
-        uint64_t off, len, readable, ext;
-    };
-    std::vector<Piece> pieces;
-    {
-        util::MutexLock lk(mu_);
-        for (uint64_t pos = off; pos < off + len;) {
-            uint32_t z = ZoneOfSector(pos / kSector);
-            uint64_t zend = (uint64_t{z} + 1) * zs_ * kSector;
-            uint64_t n = std::min(off + len, zend) - pos;
-            ZoneWord w{words_[z]};
+    for (uint64_t pos = off; pos < off + len;) {
+        uint32_t z = ZoneOfSector(pos / kSector);
+        uint64_t zend = (uint64_t{z} + 1) * zs_ * kSector;
+        uint64_t n = std::min(off + len, zend) - pos;
+        uint64_t readable = n, ext = kGeneric;
+        {
+            Shard& s = ShardOf(z);
+            util::MutexLock lk(s.mu);
+            ZoneWord w{WordOf(s, z)};
             if (w.state() == ZoneState::kOffline)
                 return BlkResult::Zone(ZoneError::kZoneIsOffline, ZoneMsg(z, ZoneError::kZoneIsOffline));
-            uint64_t readable = n;
             if (!IsConv(z)) {
                 uint64_t wpb = w.wp() * kSector;
                 readable = wpb > pos ? std::min(n, wpb - pos) : 0;
+                ext = s.extent[Slot(z)];
             }
-            pieces.push_back({pos, n, readable, IsConv(z) ? kGeneric : extent_[z]});
-            pos += n;
         }
-    }
-    for (const Piece& p : pieces) {
-        uint8_t* dst = out + (p.off - off);
-        if (p.readable) {
-            Status st = ReadData(ZoneOfSector(p.off / kSector), p.off, dst, p.readable, p.ext);
+        uint8_t* dst = out + (pos - off);
+        if (readable) {
+            Status st = ReadData(z, pos, dst, readable, ext);
             if (!st.ok()) return BlkResult::Io(st);
         }
-        std::memset(dst + p.readable, 0, p.len - p.readable);
+        std::memset(dst + readable, 0, n - readable);
+        pos += n;
     }
     return BlkResult::Ok();
 }
@@ -397,68 +505,106 @@ BlkResult ZonedBackend::CheckWriteArgs(BlkOp op, uint64_t off, uint64_t len, boo
 BlkResult ZonedBackend::WriteConventional(uint64_t off, const void* buf, uint64_t len, bool fua) {
     uint64_t slba = off / kSector, nlb = len / kSector;
     uint32_t z = ZoneOfSector(slba);
-    {
-        util::MutexLock lk(mu_);
-        // Conventional zones behave as a plain disk, possibly across several of them.
-        for (uint32_t cz = z; uint64_t{cz} * zs_ < slba + nlb; cz++) {
-            if (cz != z) {
-                ZoneError e = CheckZoneCrossing(ZoneType::kConventional, Geo(cz).type, true, false);
-                if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(cz, e));
-            }
-            ZoneWord w{words_[cz]};
-            if (w.state() == ZoneState::kReadOnly)
-                return BlkResult::Zone(ZoneError::kZoneIsReadOnly, ZoneMsg(cz, ZoneError::kZoneIsReadOnly));
-            if (w.state() == ZoneState::kOffline)
-                return BlkResult::Zone(ZoneError::kZoneIsOffline, ZoneMsg(cz, ZoneError::kZoneIsOffline));
+    // Conventional zones behave as a plain disk, possibly across several of them.
+    for (uint32_t cz = z; uint64_t{cz} * zs_ < slba + nlb; cz++) {
+        if (cz != z) {
+            ZoneError e = CheckZoneCrossing(ZoneType::kConventional, Geo(cz).type, true, false);
+            if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(cz, e));
         }
+        Shard& s = ShardOf(cz);
+        util::MutexLock lk(s.mu);
+        ZoneWord w{WordOf(s, cz)};
+        if (w.state() == ZoneState::kReadOnly)
+            return BlkResult::Zone(ZoneError::kZoneIsReadOnly, ZoneMsg(cz, ZoneError::kZoneIsReadOnly));
+        if (w.state() == ZoneState::kOffline)
+            return BlkResult::Zone(ZoneError::kZoneIsOffline, ZoneMsg(cz, ZoneError::kZoneIsOffline));
     }
     Status st = buf ? drv_->Write(off, buf, len) : drv_->WriteZeroes(off, len, false);
     if (st.ok() && fua) return Flush();
     return st.ok() ? BlkResult::Ok() : BlkResult::Io(st);
 }
 
-BlkResult ZonedBackend::DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, uint32_t* zone, uint64_t* slba,
-                                       uint64_t* ext, BlkRequest* park, bool* parked) {
+BlkResult ZonedBackend::DecideSeqWrite(BlkOp op, uint64_t off, uint64_t len, ZoneWriteLink* w, uint64_t* ext,
+                                       BlkRequest* park, bool* parked) {
     uint32_t z = ZoneOfSector(off / kSector);
-    *zone = z;
-    util::MutexLock lk(mu_);
-    if (park && busy_[z]) {
-        parked_[z].push_back(park);
-        *parked = true;
-        return BlkResult::Ok();
+    Shard& s = ShardOf(z);
+    for (;;) {
+        {
+            util::MutexLock lk(s.mu);
+            if (park && s.busy[Slot(z)]) {
+                s.parked[z].push_back(park);
+                *parked = true;
+                return BlkResult::Ok();
+            }
+            WaitZoneIdle(s, z);
+            BlkResult r;
+            if (DecideLocal(s, op, off, len, z, w, ext, &r)) return r;
+        }
+        util::MutexLock t(tmu_);
+        util::MutexLock lk(s.mu);
+        // A zone management command took the zone while no lock was held: start again.
+        if (s.busy[Slot(z)]) continue;
+        return DecideTransition(s, op, off, len, z, w, ext);
     }
-    WaitZoneIdle(z);
-    return DecideLocked(op, off, len, z, slba, ext);
 }
 
-BlkResult ZonedBackend::DecideLocked(BlkOp op, uint64_t off, uint64_t len, uint32_t z, uint64_t* slba,
-                                     uint64_t* ext) {
-    ZoneAction action;
+BlkResult ZonedBackend::WriteAction(BlkOp op, uint64_t off, uint64_t len, uint32_t z, ZoneAction* a) const {
     if (op == BlkOp::kAppend) {
         ZoneError e = CheckZoneStartLba(Geo(z), off / kSector);
         if (e != ZoneError::kNone) return BlkResult::Zone(e, "zone append must name the first LBA of a zone");
-        action = ZoneAction::Append(len / kSector);
+        *a = ZoneAction::Append(len / kSector);
     } else {
-        action = ZoneAction::Write(off / kSector, len / kSector);
+        *a = ZoneAction::Write(off / kSector, len / kSector);
     }
-    ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, action);
-    if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
-    if (d.plan.close_one_implicit_open) {
-        ZoneError e = EvictImplicitOpen(z);
-        if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(z, e));
-    }
-    Apply(z, d.plan);
-    *slba = op == BlkOp::kAppend ? d.plan.assigned_lba : off / kSector;
-    *ext = extent_[z];
-    inflight_[z].insert(*slba);
     return BlkResult::Ok();
 }
 
-void ZonedBackend::EndWrite(uint32_t z, uint64_t slba) {
-    util::MutexLock lk(mu_);
-    auto it = inflight_.find(z);
-    it->second.erase(it->second.find(slba));
-    if (it->second.empty()) inflight_.erase(it);
+bool ZonedBackend::DecideLocal(Shard& s, BlkOp op, uint64_t off, uint64_t len, uint32_t z, ZoneWriteLink* w,
+                               uint64_t* ext, BlkResult* out) {
+    ZoneAction a;
+    *out = WriteAction(op, off, len, z, &a);
+    if (!out->ok()) return true;
+    ZoneDecision d = DecideZoneAction(ZoneWord{WordOf(s, z)}, Geo(z), kSaturated, limits_, a);
+    if (!d.ok()) {
+        // Only the real counters can tell whether the zone may open.
+        if (d.error == ZoneError::kTooManyActiveZones || d.error == ZoneError::kTooManyOpenZones) return false;
+        *out = BlkResult::Zone(d.error, ZoneMsg(z, d.error));
+        return true;
+    }
+    if (d.plan.close_one_implicit_open || d.plan.delta != ResourceDelta{}) return false;
+    RecordWrite(s, z, d.plan, w, ext);
+    return true;
+}
+
+BlkResult ZonedBackend::DecideTransition(Shard& s, BlkOp op, uint64_t off, uint64_t len, uint32_t z,
+                                         ZoneWriteLink* w, uint64_t* ext) {
+    ZoneAction a;
+    BlkResult r = WriteAction(op, off, len, z, &a);
+    if (!r.ok()) return r;
+    ZoneDecision d = DecideWithEviction(s, z, a);
+    if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
+    ApplyResources(z, d.plan);
+    RecordWrite(s, z, d.plan, w, ext);
+    return BlkResult::Ok();
+}
+
+void ZonedBackend::RecordWrite(Shard& s, uint32_t z, const ZonePlan& plan, ZoneWriteLink* w, uint64_t* ext) {
+    ApplyWord(s, z, plan);
+    w->zone = z;
+    w->slba = plan.assigned_lba;
+    w->prev = nullptr;
+    w->next = s.inflight;
+    if (s.inflight) s.inflight->prev = w;
+    s.inflight = w;
+    *ext = s.extent[Slot(z)];
+}
+
+void ZonedBackend::EndWrite(ZoneWriteLink* w) {
+    Shard& s = ShardOf(w->zone);
+    util::MutexLock lk(s.mu);
+    if (w->prev) w->prev->next = w->next;
+    else s.inflight = w->next;
+    if (w->next) w->next->prev = w->prev;
 }
 
 BlkResult ZonedBackend::WriteCommon(uint64_t off, const void* buf, uint64_t len, bool fua) {
@@ -467,12 +613,12 @@ BlkResult ZonedBackend::WriteCommon(uint64_t off, const void* buf, uint64_t len,
     BlkResult r = CheckWriteArgs(op, off, len, &conv);
     if (!r.ok() || len == 0) return r;
     if (conv) return WriteConventional(off, buf, len, fua);
-    uint32_t z;
-    uint64_t slba, ext;
-    r = DecideSeqWrite(op, off, len, &z, &slba, &ext);
+    ZoneWriteLink w;
+    uint64_t ext;
+    r = DecideSeqWrite(op, off, len, &w, &ext);
     if (!r.ok()) return r;
-    Status st = WriteData(z, off, buf, len, ext);
-    EndWrite(z, slba);
+    Status st = WriteData(w.zone, off, buf, len, ext);
+    EndWrite(&w);
     if (!st.ok()) return BlkResult::Io(st);
     return fua ? Flush() : BlkResult::Ok();
 }
@@ -481,12 +627,13 @@ BlkResult ZonedBackend::Append(uint64_t zone_start, const void* buf, uint64_t le
     bool conv;
     BlkResult r = CheckWriteArgs(BlkOp::kAppend, zone_start, len, &conv);
     if (!r.ok()) return r;
-    uint32_t z;
-    uint64_t lba, ext;
-    r = DecideSeqWrite(BlkOp::kAppend, zone_start, len, &z, &lba, &ext);
+    ZoneWriteLink w;
+    uint64_t ext;
+    r = DecideSeqWrite(BlkOp::kAppend, zone_start, len, &w, &ext);
     if (!r.ok()) return r;
-    Status st = WriteData(z, lba * kSector, buf, len, ext);
-    EndWrite(z, lba);
+    uint64_t lba = w.slba;
+    Status st = WriteData(w.zone, lba * kSector, buf, len, ext);
+    EndWrite(&w);
     if (!st.ok()) return BlkResult::Io(st);
     if (fua) {
         r = Flush();
@@ -518,28 +665,22 @@ void ZonedBackend::SubmitRead(BlkRequest* r) {
     if (IsConv(z) || r->off + r->len > zb + zs_ * kSector) return SubmitBlocking(this, r);
     uint64_t readable, ext;
     {
-        util::MutexLock lk(mu_);
-        ZoneWord w{words_[z]};
+        Shard& s = ShardOf(z);
+        util::MutexLock lk(s.mu);
+        ZoneWord w{WordOf(s, z)};
         if (w.state() == ZoneState::kOffline)
             return Complete(r, BlkResult::Zone(ZoneError::kZoneIsOffline, ZoneMsg(z, ZoneError::kZoneIsOffline)));
         uint64_t wpb = w.wp() * kSector;
         readable = wpb > r->off ? std::min(r->len, wpb - r->off) : 0;
-        ext = extent_[z];
+        ext = s.extent[Slot(z)];
     }
     if (readable && !IsLinear(ext)) return SubmitBlocking(this, r);
     auto* p = static_cast<uint8_t*>(r->buf);
     std::memset(p + readable, 0, r->len - readable);
     if (!readable) return Complete(r, BlkResult::Ok());
-    r->io = FileIo{};
-    r->io.op = FileIo::Op::kRead;
-    r->io.buf = p;
-    r->io.len = readable;
-    r->io.off = ext + (r->off - zb);
-    r->io.opaque = r;
-    r->io.done = [](FileIo* io, Status st) {
-        auto* q = static_cast<BlkRequest*>(io->opaque);
-        Complete(q, st.ok() ? BlkResult::Ok() : BlkResult::Io(std::move(st)));
-    };
+    r->PrepareIo(FileIo::Op::kRead, p, readable, ext + (r->off - zb), [](FileIo* io, Status st) {
+        Complete(BlkRequest::FromIo(io), st.ok() ? BlkResult::Ok() : BlkResult::Io(std::move(st)));
+    });
     store_->SubmitExtentIo(&r->io);
 }
 
@@ -550,7 +691,7 @@ void ZonedBackend::SubmitWrite(BlkRequest* r) {
     if (conv) return SubmitBlocking(this, r);
     uint64_t ext;
     bool parked = false;
-    res = DecideSeqWrite(r->op, r->off, r->len, &r->zone, &r->slba, &ext, r, &parked);
+    res = DecideSeqWrite(r->op, r->off, r->len, &r->write, &ext, r, &parked);
     if (parked) return;
     if (!res.ok()) return Complete(r, std::move(res));
     StartWrite(r, ext);
@@ -558,33 +699,28 @@ void ZonedBackend::SubmitWrite(BlkRequest* r) {
 
 void ZonedBackend::StartWrite(BlkRequest* r, uint64_t ext) {
     if (IsLinear(ext) && r->op != BlkOp::kWriteZeroes) {
-        r->io = FileIo{};
-        r->io.op = FileIo::Op::kWrite;
-        r->io.buf = r->buf;
-        r->io.len = r->len;
-        r->io.off = ext + (r->slba - Geo(r->zone).zslba) * kSector;
-        r->io.opaque = r;
-        r->io.done = [](FileIo* io, Status st) {
-            auto* q = static_cast<BlkRequest*>(io->opaque);
+        uint64_t host = ext + (r->write.slba - Geo(r->write.zone).zslba) * kSector;
+        r->PrepareIo(FileIo::Op::kWrite, r->buf, r->len, host, [](FileIo* io, Status st) {
+            BlkRequest* q = BlkRequest::FromIo(io);
             static_cast<ZonedBackend*>(q->backend)->CompleteWrite(q, std::move(st));
-        };
+        });
         return store_->SubmitExtentIo(&r->io);
     }
     // The zone's first write (which maps its extent), zeroes, or an old-layout zone: blocking.
     r->task.run = [](PoolTask* t) {
-        auto* q = reinterpret_cast<BlkRequest*>(reinterpret_cast<char*>(t) - offsetof(BlkRequest, task));
+        BlkRequest* q = BlkRequest::FromTask(t);
         auto* be = static_cast<ZonedBackend*>(q->backend);
-        Status st = be->WriteData(q->zone, q->slba * kSector, q->buf, q->len, kUnmapped);
+        Status st = be->WriteData(q->write.zone, q->write.slba * kSector, q->buf, q->len, kUnmapped);
         be->CompleteWrite(q, std::move(st));
     };
     blocking_pool().Post(&r->task);
 }
 
 void ZonedBackend::CompleteWrite(BlkRequest* r, Status st) {
-    EndWrite(r->zone, r->slba);
+    EndWrite(&r->write);
     if (!st.ok()) return Complete(r, BlkResult::Io(std::move(st)));
     if (r->fua) return QueueFlush(r, false);  // completes r with the flush's outcome
-    Complete(r, BlkResult::Ok(r->op == BlkOp::kAppend ? r->slba * kSector : 0));
+    Complete(r, BlkResult::Ok(r->op == BlkOp::kAppend ? r->write.slba * kSector : 0));
 }
 
 void ZonedBackend::QueueFlush(BlkRequest* r, bool run_here) {
@@ -598,8 +734,6 @@ void ZonedBackend::QueueFlush(BlkRequest* r, bool run_here) {
     }
     if (!start) return;
     if (run_here) return RunFlushes(r);
-    flush_task_.be = this;
-    flush_task_.run = [](PoolTask* t) { static_cast<FlushTask*>(t)->be->RunFlushes(nullptr); };
     flush_thread_.Post(&flush_task_);
 }
 
@@ -621,7 +755,7 @@ void ZonedBackend::RunFlushes(const BlkRequest* own) {
         for (BlkRequest* q = batch; q;) {
             BlkRequest* next = q->next;
             own_done |= q == own;
-            uint64_t value = q->op == BlkOp::kAppend ? q->slba * kSector : 0;  // a FUA append
+            uint64_t value = q->op == BlkOp::kAppend ? q->write.slba * kSector : 0;  // a FUA append
             Complete(q, st.ok() ? BlkResult::Ok(value) : BlkResult::Io(st));
             q = next;
         }
@@ -633,8 +767,6 @@ void ZonedBackend::RunFlushes(const BlkRequest* own) {
                 flush_idle_cv_.NotifyAll();
                 return;
             }
-            flush_task_.be = this;
-            flush_task_.run = [](PoolTask* t) { static_cast<FlushTask*>(t)->be->RunFlushes(nullptr); };
             flush_thread_.Post(&flush_task_);
             return;
         }
@@ -684,27 +816,29 @@ Status ZonedBackend::DiscardRange(uint64_t begin, uint64_t end, bool zero_partia
     if (!IsConv(z)) {
         // A scattered zone emptied this way may now be unmapped: its next first write can
         // give it a linear extent.
-        util::MutexLock lk(mu_);
-        if (extent_[z] == kGeneric) extent_[z] = kUnmapped;
+        Shard& s = ShardOf(z);
+        util::MutexLock lk(s.mu);
+        if (s.extent[Slot(z)] == kGeneric) s.extent[Slot(z)] = kUnmapped;
     }
     return Status::Ok();
 }
 
 Result<uint64_t> ZonedBackend::ZoneExtentOf(uint32_t z, bool allocate) {
     if (IsConv(z)) return kGeneric;
+    Shard& s = ShardOf(z);
     {
-        util::MutexLock lk(mu_);
-        if (extent_[z] != kUnmapped) return extent_[z];
+        util::MutexLock lk(s.mu);
+        if (s.extent[Slot(z)] != kUnmapped) return s.extent[Slot(z)];
     }
-    // The format may allocate or read L2 tables here: not under mu_. Two callers racing for one
+    // The format may allocate or read L2 tables here: not under a lock. Two callers racing for one
     // zone get the same answer (the format serialises them).
     QZNS_ASSIGN(ZoneExtent e, store_->MapZone(z, allocate));
     uint64_t v = e.kind == ZoneExtent::Kind::kLinear      ? e.host
                  : e.kind == ZoneExtent::Kind::kScattered ? kGeneric
                                                           : kUnmapped;
-    util::MutexLock lk(mu_);
-    if (extent_[z] == kUnmapped) extent_[z] = v;
-    return extent_[z];
+    util::MutexLock lk(s.mu);
+    if (s.extent[Slot(z)] == kUnmapped) s.extent[Slot(z)] = v;
+    return s.extent[Slot(z)];
 }
 
 Status ZonedBackend::ReadData(uint32_t z, uint64_t off, void* buf, uint64_t len, uint64_t ext) {
@@ -724,8 +858,8 @@ Status ZonedBackend::WriteData(uint32_t z, uint64_t off, const void* buf, uint64
     return buf ? store_->WriteExtent(host, buf, len) : store_->ZeroExtent(host, len);
 }
 
-void ZonedBackend::WaitZoneIdle(uint32_t z) {
-    zone_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !busy_[z]; });
+void ZonedBackend::WaitZoneIdle(Shard& s, uint32_t z) {
+    s.idle_cv.Wait(s.mu, [&]() REQUIRES(s.mu) { return !s.busy[Slot(z)]; });
 }
 
 void ZonedBackend::ReleaseBusy(const std::vector<uint32_t>& zones) {
@@ -737,26 +871,44 @@ void ZonedBackend::ReleaseBusy(const std::vector<uint32_t>& zones) {
     };
     std::vector<Decided> replay;
     {
-        util::MutexLock lk(mu_);
-        for (uint32_t z : zones) busy_[z] = false;
-        busy_count_ -= zones.size();
-        // Parked requests are decided now, before any later arrival can be.
+        util::MutexLock t(tmu_);
         for (uint32_t z : zones) {
-            auto it = parked_.find(z);
-            if (it == parked_.end()) continue;
-            for (BlkRequest* r : it->second) {
-                Decided d{r, BlkResult::Ok(), 0};
-                d.res = DecideLocked(r->op, r->off, r->len, z, &r->slba, &d.ext);
-                replay.push_back(std::move(d));
+            Shard& s = ShardOf(z);
+            util::MutexLock lk(s.mu);
+            s.busy[Slot(z)] = false;
+            // Parked requests are decided now, under the same lock that clears busy, before any
+            // later arrival can be.
+            auto it = s.parked.find(z);
+            if (it != s.parked.end()) {
+                for (BlkRequest* r : it->second) {
+                    Decided d{r, BlkResult::Ok(), 0};
+                    d.res = DecideTransition(s, r->op, r->off, r->len, z, &r->write, &d.ext);
+                    replay.push_back(std::move(d));
+                }
+                s.parked.erase(it);
             }
-            parked_.erase(it);
+            s.idle_cv.NotifyAll();
         }
+        busy_count_ -= zones.size();
+        busy_cv_.NotifyAll();
     }
-    zone_idle_cv_.NotifyAll();
     for (Decided& d : replay) {
         if (!d.res.ok()) Complete(d.r, std::move(d.res));
         else StartWrite(d.r, d.ext);
     }
+}
+
+ZoneError ZonedBackend::MgmtOne(Shard& s, uint32_t z, ZoneAction action, std::vector<Range>* discards,
+                                BusyZones* busy) {
+    ZoneDecision d = DecideWithEviction(s, z, action);
+    if (!d.ok()) return d.error;
+    Apply(s, z, d.plan);
+    // Finish makes [old wp, capacity) readable: it must read zeros, not stale data.
+    if (d.plan.discards()) {
+        discards->push_back({d.plan.discard_begin, d.plan.discard_end, action.kind == ZoneActionKind::kFinish});
+        MarkBusy(busy, s, z);
+    }
+    return ZoneError::kNone;
 }
 
 BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
@@ -769,51 +921,42 @@ BlkResult ZonedBackend::ZoneMgmt(ZoneMgmtOp op, uint64_t zone_start, bool all) {
     case ZoneMgmtOp::kReset: action = ZoneAction::Reset(); break;
     case ZoneMgmtOp::kOffline: action = ZoneAction::Offline(); break;
     }
-    struct Range {
-        uint64_t b, e;
-        bool zero;
-    };
     std::vector<Range> discards;
     BusyZones busy(this);
-    {
-        util::MutexLock lk(mu_);
-        auto one = [&](uint32_t z) REQUIRES(mu_) -> ZoneError {
-            ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, action);
-            if (!d.ok()) return d.error;
-            if (d.plan.close_one_implicit_open) {
-                ZoneError e = EvictImplicitOpen(z);
-                if (e != ZoneError::kNone) return e;
-            }
-            Apply(z, d.plan);
-            // Finish makes [old wp, capacity) readable: it must read zeros, not stale data.
-            if (d.plan.discards()) {
-                discards.push_back({d.plan.discard_begin, d.plan.discard_end, action.kind == ZoneActionKind::kFinish});
-                MarkBusy(&busy, z);
-            }
-            return ZoneError::kNone;
-        };
+    if (all) {
+        util::MutexLock t(tmu_);
         // Waiting only while holding no busy zone cannot deadlock (see BusyZones).
-        if (all) zone_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return busy_count_ == 0; });
-        if (all) {
-            if (action.kind == ZoneActionKind::kOpen) {
-                ZoneError e = CheckSelectAllOpen(res_, limits_);
-                if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneErrorName(e));
-            }
-            for (uint32_t z = geo_.nr_conv_zones; z < geo_.nr_zones; z++) {
-                if (!AppliesToSelectAll(action.kind, ZoneWord{words_[z]}.state())) continue;
-                ZoneError e = one(z);
-                if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(z, e));
-            }
-        } else {
-            if (zone_start % kSector || zone_start >= size())
-                return BlkResult::Zone(ZoneError::kLbaOutOfRange, "zone start beyond the end of the disk");
-            uint64_t slba = zone_start / kSector;
-            uint32_t z = ZoneOfSector(slba);
-            ZoneError e = CheckZoneStartLba(Geo(z), slba);
-            if (e != ZoneError::kNone) return BlkResult::Zone(e, "the LBA is not the start of a zone");
-            WaitZoneIdle(z);
-            e = one(z);
+        busy_cv_.Wait(tmu_, [&]() REQUIRES(tmu_) { return busy_count_ == 0; });
+        if (action.kind == ZoneActionKind::kOpen) {
+            ZoneError e = CheckSelectAllOpen(res_, limits_);
+            if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneErrorName(e));
+        }
+        for (uint32_t z = geo_.nr_conv_zones; z < geo_.nr_zones; z++) {
+            Shard& s = ShardOf(z);
+            util::MutexLock lk(s.mu);
+            if (!AppliesToSelectAll(action.kind, ZoneWord{WordOf(s, z)}.state())) continue;
+            ZoneError e = MgmtOne(s, z, action, &discards, &busy);
             if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(z, e));
+        }
+    } else {
+        if (zone_start % kSector || zone_start >= size())
+            return BlkResult::Zone(ZoneError::kLbaOutOfRange, "zone start beyond the end of the disk");
+        uint64_t slba = zone_start / kSector;
+        uint32_t z = ZoneOfSector(slba);
+        ZoneError e = CheckZoneStartLba(Geo(z), slba);
+        if (e != ZoneError::kNone) return BlkResult::Zone(e, "the LBA is not the start of a zone");
+        Shard& s = ShardOf(z);
+        for (;;) {
+            {
+                util::MutexLock lk(s.mu);
+                WaitZoneIdle(s, z);
+            }
+            util::MutexLock t(tmu_);
+            util::MutexLock lk(s.mu);
+            if (s.busy[Slot(z)]) continue;  // taken again before tmu_ was
+            e = MgmtOne(s, z, action, &discards, &busy);
+            if (e != ZoneError::kNone) return BlkResult::Zone(e, ZoneMsg(z, e));
+            break;
         }
     }
     // Finish zeroes [old wp, capacity) before its word says Full, so the range never shows stale
@@ -842,12 +985,14 @@ BlkResult ZonedBackend::SetZoneDescExt(uint64_t zone_start, const void* data) {
     uint32_t z = ZoneOfSector(slba);
     bool store = false;
     {
-        util::MutexLock lk(mu_);
         ZoneError e = CheckZoneStartLba(Geo(z), slba);
         if (e != ZoneError::kNone) return BlkResult::Zone(e, "the LBA is not the start of a zone");
-        ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::SetZde());
+        Shard& s = ShardOf(z);
+        util::MutexLock t(tmu_);
+        util::MutexLock lk(s.mu);
+        ZoneDecision d = DecideZoneAction(ZoneWord{WordOf(s, z)}, Geo(z), res_, limits_, ZoneAction::SetZde());
         if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
-        Apply(z, d.plan);
+        Apply(s, z, d.plan);
         store = d.plan.store_zde;
     }
     if (store) {
@@ -865,18 +1010,25 @@ BlkResult ZonedBackend::InjectZoneFault(uint32_t z, ZoneState state) {
     std::vector<std::pair<uint64_t, uint64_t>> discards;
     std::function<void(uint32_t)> cb;
     BusyZones busy(this);
-    {
-        util::MutexLock lk(mu_);
-        WaitZoneIdle(z);
+    Shard& s = ShardOf(z);
+    for (;;) {
+        {
+            util::MutexLock lk(s.mu);
+            WaitZoneIdle(s, z);
+        }
+        util::MutexLock t(tmu_);
+        util::MutexLock lk(s.mu);
+        if (s.busy[Slot(z)]) continue;
         ZoneAction a = state == ZoneState::kReadOnly ? ZoneAction::MakeReadOnly() : ZoneAction::MakeOffline();
-        ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, a);
+        ZoneDecision d = DecideZoneAction(ZoneWord{WordOf(s, z)}, Geo(z), res_, limits_, a);
         if (!d.ok()) return BlkResult::Zone(d.error, ZoneMsg(z, d.error));
-        Apply(z, d.plan);
+        Apply(s, z, d.plan);
         if (d.plan.discards()) {
             discards.emplace_back(d.plan.discard_begin, d.plan.discard_end);
-            MarkBusy(&busy, z);
+            MarkBusy(&busy, s, z);
         }
         cb = changed_cb_;
+        break;
     }
     // As for Reset: the Offline word is durable before the zone's clusters are freed.
     if (!discards.empty()) {
@@ -895,49 +1047,57 @@ BlkResult ZonedBackend::InjectZoneFault(uint32_t z, ZoneState state) {
 
 Result<ZoneInfo> ZonedBackend::GetZone(uint32_t zone) {
     if (zone >= geo_.nr_zones) return Status::Error(EINVAL, "zone index out of range");
-    util::MutexLock lk(mu_);
-    return InfoOf(zone);
+    Shard& s = ShardOf(zone);
+    util::MutexLock lk(s.mu);
+    return InfoOf(s, zone);
 }
 
 Result<std::vector<ZoneInfo>> ZonedBackend::ReportZones(uint64_t off, uint32_t max) {
     if (off >= size()) return Status::Error(EINVAL, "report start beyond the end of the disk");
-    util::MutexLock lk(mu_);
     std::vector<ZoneInfo> out;
-    for (uint32_t z = ZoneOfSector(off / kSector); z < geo_.nr_zones && out.size() < max; z++)
-        out.push_back(InfoOf(z));
+    uint32_t first = ZoneOfSector(off / kSector);
+    out.reserve(std::min<uint64_t>(max, geo_.nr_zones - first));
+    for (uint32_t z = first; z < geo_.nr_zones && out.size() < max; z++) {
+        Shard& s = ShardOf(z);
+        util::MutexLock lk(s.mu);
+        out.push_back(InfoOf(s, z));
+    }
     return out;
 }
 
 Status ZonedBackend::PersistAll() {
     if (read_only()) return Status::Ok();
     // Words first recorded, then the data they describe made durable, then the words written.
-    std::vector<uint32_t> zones;
-    std::vector<uint64_t> snapshot;
-    {
-        util::MutexLock lk(mu_);
-        zones.swap(dirty_list_);
-        std::sort(zones.begin(), zones.end());
-        std::vector<uint32_t> keep;
-        for (uint32_t z : zones) {
-            ZoneWord w = PersistableWord(z);
-            snapshot.push_back(w.raw);
-            dirty_[z] = false;
-            if (w.raw != words_[z]) keep.push_back(z);  // persist the rest at a later flush
+    std::vector<std::pair<uint32_t, uint64_t>> taken;  // zone, persistable word
+    for (Shard& s : shards_) {
+        util::MutexLock lk(s.mu);
+        size_t kept = 0;
+        for (uint32_t z : s.dirty_list) {
+            ZoneWord w = PersistableWord(s, z);
+            taken.emplace_back(z, w.raw);
+            // A word held back by writes in flight stays dirty: a later flush persists the rest.
+            if (w.raw != WordOf(s, z)) s.dirty_list[kept++] = z;
+            else s.dirty[Slot(z)] = false;
         }
-        for (uint32_t z : keep) {
-            dirty_[z] = true;
-            dirty_list_.push_back(z);
-        }
+        s.dirty_list.resize(kept);
+    }
+    std::sort(taken.begin(), taken.end());
+    std::vector<uint32_t> zones(taken.size());
+    std::vector<uint64_t> snapshot(taken.size());
+    for (size_t i = 0; i < taken.size(); i++) {
+        zones[i] = taken[i].first;
+        snapshot[i] = taken[i].second;
     }
     Status st = WriteWords(zones, snapshot);
     if (!st.ok()) {
         // Nothing of this flush is known to be durable: the next flush writes these words again
         // (dropping them would leave the image's wp behind data a later flush reports durable).
-        util::MutexLock lk(mu_);
         for (uint32_t z : zones) {
-            if (dirty_[z]) continue;
-            dirty_[z] = true;
-            dirty_list_.push_back(z);
+            Shard& s = ShardOf(z);
+            util::MutexLock lk(s.mu);
+            if (s.dirty[Slot(z)]) continue;
+            s.dirty[Slot(z)] = true;
+            s.dirty_list.push_back(z);
         }
     }
     return st;
@@ -977,12 +1137,14 @@ Status ZonedBackend::Close() {
     if (!read_only()) {
         // A clean shutdown is a controller shutdown for the zones: opened zones are stored
         // Closed (or Empty), exactly as every later open would present them.
-        util::MutexLock lk(mu_);
+        util::MutexLock t(tmu_);
         for (uint32_t z = geo_.nr_conv_zones; z < geo_.nr_zones; z++) {
-            ZoneState s = ZoneWord{words_[z]}.state();
-            if (s != ZoneState::kImplicitOpen && s != ZoneState::kExplicitOpen) continue;
-            ZoneDecision d = DecideZoneAction(ZoneWord{words_[z]}, Geo(z), res_, limits_, ZoneAction::Recover());
-            if (d.ok()) Apply(z, d.plan);
+            Shard& s = ShardOf(z);
+            util::MutexLock lk(s.mu);
+            ZoneState st = ZoneWord{WordOf(s, z)}.state();
+            if (st != ZoneState::kImplicitOpen && st != ZoneState::kExplicitOpen) continue;
+            ZoneDecision d = DecideZoneAction(ZoneWord{WordOf(s, z)}, Geo(z), res_, limits_, ZoneAction::Recover());
+            if (d.ok()) Apply(s, z, d.plan);
         }
     }
     QZNS_TRY(PersistAll());

@@ -288,9 +288,18 @@ TEST_F(MalformedLimitsTest, TermReqIsFlushedEvenIfHostNeverReads) {
     // Lots of read data the host does not read, then a malformed PDU.
     for (uint16_t i = 0; i < 40; i++)
         ASSERT_TRUE(c.SendCapsule(MakeSqe(kOpRead, i, Sgl::kTransport, 1 << 20, 1)));
-    // Let the server queue the read data it cannot send, then break the protocol: the
-    // C2HTermReq sits behind megabytes nobody reads.
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Let the server execute every read and queue the data it cannot send (a fixed sleep was too
+    // short on a loaded machine: reads not yet executed are dropped and the TermReq goes out at
+    // once), then break the protocol: the C2HTermReq sits behind megabytes nobody reads.
+    auto queued = [&] {
+        auto st = server_->Stats();
+        auto in = [&](tcp::RequestState r) { return st.requests_in_state[static_cast<size_t>(r)]; };
+        // Reads beyond the data budget wait for buffers (kNeedBuffer) and stay there.
+        return in(tcp::RequestState::kNew) == 0 && in(tcp::RequestState::kExecuting) == 0 &&
+               in(tcp::RequestState::kTransferringC2h) >= 4;
+    };
+    for (int i = 0; i < 1000 && !queued(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(queued()) << "the reads never queued up behind the unread socket";
     auto bad = KeepAlive(c);
     bad[2] = 70;
     // Taken before the send, so the server cannot have started lingering earlier: the bound

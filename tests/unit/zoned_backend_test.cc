@@ -980,6 +980,68 @@ TEST(ZonedBackend, QueueDepth32SequentialWritersLoseNothing) {
     ASSERT_TRUE(b->Close().ok());
 }
 
+TEST(ZonedBackend, ResourceLimitsHoldUnderConcurrentOpensEvictionsAndResets) {
+    // Seven threads, two zones each, write, get evicted, hit the active limit and reset, all at
+    // once: zones sit in different lock shards, and only the transition lock keeps the counters
+    // right. Afterwards every zone holds exactly what its thread wrote, and the counters are
+    // back to exact: after a reset of all, max_active zones open and one more does not.
+    constexpr uint32_t kOpen = 3, kActive = 5, kThreads = 7;
+    Disk d(ZnsGeo(kOpen, kActive));
+    auto b = d.Open();
+    std::vector<uint64_t> expect_wp(kZones, 0);  // bytes into the zone; each thread owns its zones
+    std::atomic<int> writes{0}, refusals{0}, unexpected{0};
+    std::vector<std::thread> th;
+    for (uint32_t t = 0; t < kThreads; t++) {
+        th.emplace_back([&, t] {
+            const uint32_t mine[2] = {kConv + t, kConv + t + kThreads};
+            for (int i = 0; i < 300; i++) {
+                uint32_t z = mine[i % 2];
+                if (expect_wp[z] == kCap) {
+                    if (!b->ZoneMgmt(ZoneMgmtOp::kReset, ZoneStart(z), false).ok()) unexpected++;
+                    expect_wp[z] = 0;
+                    continue;
+                }
+                auto p = Pattern(4096, static_cast<uint8_t>(z * 16 + expect_wp[z] / 4096));
+                BlkResult r = b->Write(ZoneStart(z) + expect_wp[z], p.data(), 4096, false);
+                if (r.ok()) {
+                    expect_wp[z] += 4096;
+                    writes++;
+                } else if (r.zone_error == E::kTooManyActiveZones) {
+                    // Give an active resource back: reset the other zone of this thread.
+                    refusals++;
+                    uint32_t o = mine[(i + 1) % 2];
+                    if (expect_wp[o] && b->ZoneMgmt(ZoneMgmtOp::kReset, ZoneStart(o), false).ok()) expect_wp[o] = 0;
+                    std::this_thread::yield();
+                } else {
+                    unexpected++;
+                }
+            }
+        });
+    }
+    for (auto& x : th) x.join();
+    EXPECT_EQ(unexpected.load(), 0);
+    EXPECT_GT(writes.load(), 500);
+    EXPECT_GT(refusals.load(), 0) << "the active limit was never reached: the test proves nothing";
+    uint32_t open = 0, active = 0;
+    for (uint32_t z = kConv; z < kZones; z++) {
+        ZoneInfo zi = Zone(*b, z);
+        EXPECT_EQ(zi.wp - zi.start, expect_wp[z]) << "zone " << z;
+        open += zi.state == S::kImplicitOpen || zi.state == S::kExplicitOpen;
+        active += zi.state == S::kImplicitOpen || zi.state == S::kExplicitOpen || zi.state == S::kClosed;
+        if (expect_wp[z]) {
+            uint64_t last = expect_wp[z] - 4096;
+            EXPECT_EQ(ReadBytes(*b, ZoneStart(z) + last, 4096), Pattern(4096, static_cast<uint8_t>(z * 16 + last / 4096)))
+                << "zone " << z;
+        }
+    }
+    EXPECT_LE(open, kOpen);
+    EXPECT_LE(active, kActive);
+    ASSERT_OK(b->ZoneMgmt(ZoneMgmtOp::kReset, 0, true));
+    for (uint32_t z = kConv; z < kConv + kActive; z++) ASSERT_OK(WriteP(*b, ZoneStart(z), 4096));
+    EXPECT_ZONE_ERR(WriteP(*b, ZoneStart(kConv + kActive), 4096), E::kTooManyActiveZones);
+    ASSERT_TRUE(b->Close().ok());
+}
+
 TEST(ZonedBackend, ConcurrentAppendsAcrossZonesWithFlushes) {
     // Appends to several zones from many threads while another thread flushes; afterwards a
     // durable copy holds every append that completed before the last flush.
