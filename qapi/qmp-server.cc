@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "util/unix-socket.h"
+
 namespace qzns::qmp {
 namespace {
 
@@ -29,6 +31,10 @@ Result<int> ListenOn(const std::string& address, std::string* unix_path) {
         std::memcpy(sa.sun_path, path.c_str(), path.size());
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0) return Status::Error(errno, "socket: " + std::string(strerror(errno)));
+        if (Status st = RestrictSocketToOwner(fd, path); !st.ok()) {
+            close(fd);
+            return st;
+        }
         unlink(path.c_str());
         if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) < 0 || listen(fd, 8) < 0) {
             int e = errno;

@@ -209,6 +209,11 @@ Result<std::unique_ptr<Export>> CreateNvmeTcpExport(OptionSet o, ExportContext& 
     for (int i = 0;; i++) {
         auto h = o.Take("allow-host." + std::to_string(i));
         if (!h) break;
+        // An empty entry would admit a Connect whose HOSTNQN field is blank, and one longer
+        // than an NQN can be (NVMe base spec 4.5) could never match: both are typos.
+        if (h->empty() || h->size() > 223)
+            return Status::Error(EINVAL, "--export type=nvme-tcp: allow-host must be a host NQN of 1 to 223 "
+                                         "characters (see 'nvme show-hostnqn' on the host), not '" + *h + "'");
         hosts.push_back(*h);
     }
     QZNS_TRY(o.RejectUnknown("--export type=nvme-tcp"));

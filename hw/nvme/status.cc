@@ -17,7 +17,12 @@ struct ErrnoRow {
 constexpr ErrnoRow kErrnoTable[] = {
     {EROFS, sc::kNamespaceWriteProtected | sc::kDnr, sc::kNamespaceWriteProtected | sc::kDnr},
     {EUCLEAN, sc::kUnrecoveredReadError | sc::kDnr, sc::kNamespaceWriteProtected | sc::kDnr},
+    // The host file system cannot store more: what a thin-provisioned drive out of space says
+    // (Linux turns Capacity Exceeded into ENOSPC). A quota or file size limit is the same to
+    // the guest.
     {ENOSPC, sc::kCapacityExceeded | sc::kDnr, sc::kCapacityExceeded | sc::kDnr},
+    {EDQUOT, sc::kCapacityExceeded | sc::kDnr, sc::kCapacityExceeded | sc::kDnr},
+    {EFBIG, sc::kCapacityExceeded | sc::kDnr, sc::kCapacityExceeded | sc::kDnr},
     {EINVAL, sc::kInvalidField | sc::kDnr, sc::kInvalidField | sc::kDnr},
     {ENOTSUP, sc::kInvalidOpcode | sc::kDnr, sc::kInvalidOpcode | sc::kDnr},
     {EIO, sc::kUnrecoveredReadError, sc::kWriteFault},

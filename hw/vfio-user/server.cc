@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "util/json.h"
+#include "util/unix-socket.h"
 
 namespace qzns::vfu {
 
@@ -82,6 +83,7 @@ Status VfioUserServer::Listen(const std::string& path) {
             ::connect(probe.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0)
             return Errno(EADDRINUSE, path + " is in use by another server");
     }
+    QZNS_TRY(RestrictSocketToOwner(fd.get(), path));
     ::unlink(path.c_str());
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
         return Errno(errno, "bind " + path + ": " + std::strerror(errno));

@@ -311,6 +311,25 @@ class NvmeTcpQueue:
         st, _, _, _ = self.submit(sqe, data)
         return st
 
+    def read(self, nsid, slba, length, lba_size=512):
+        """Returns (status, data)."""
+        sqe = bytearray(64)
+        sqe[0] = 0x02
+        struct.pack_into("<I", sqe, 4, nsid)
+        struct.pack_into("<QI", sqe, 40, slba, length // lba_size - 1)
+        st, _, _, data = self.submit(sqe, c2h_len=length)
+        return st, data
+
+    def zone_wp(self, nsid, zslba):
+        """(write pointer, zone state) of the zone starting at zslba, from Report Zones."""
+        sqe = bytearray(64)
+        sqe[0] = 0x7a
+        struct.pack_into("<I", sqe, 4, nsid)
+        struct.pack_into("<QII", sqe, 40, zslba, 128 // 4 - 1, 1 << 16)  # partial report
+        st, _, _, data = self.submit(sqe, c2h_len=128)
+        assert st == 0, f"Report Zones: status {st:#x}"
+        return struct.unpack_from("<Q", data, 64 + 24)[0], data[65] >> 4
+
     def flush(self, nsid):
         sqe = bytearray(64)
         sqe[0] = 0x00

@@ -204,8 +204,14 @@ struct ZonedImageSpec {
 // under concurrent writers, so tests with many commands in flight use a real file).
 class MemImage {
 public:
-    explicit MemImage(const ZonedImageSpec& z, bool on_disk = false) {
-        if (on_disk) {
+    // `faults`: the in-memory medium sits behind a FaultFile (fault()), so a test can make the
+    // host file system fail or fill up under the running controller.
+    explicit MemImage(const ZonedImageSpec& z, bool on_disk = false, bool faults = false) {
+        if (faults) {
+            auto ff = NewFaultFile(NewMemFile());
+            fault_ = ff.get();
+            file_ = std::move(ff);
+        } else if (on_disk) {
             char path[] = "/tmp/qzns-qtest-XXXXXX";
             int fd = mkstemp(path);
             EXPECT_GE(fd, 0);
@@ -250,6 +256,12 @@ public:
         return std::shared_ptr<BlockBackend>(std::move(*be));
     }
 
+    FaultFile* fault() const { return fault_; }
+    // Opens the medium as a qcow2 image without the block backend (for Check).
+    Result<std::unique_ptr<qcow2::Image>> OpenImage(qcow2::Image::OpenFlags flags) {
+        return qcow2::Image::Open(BorrowFile(file_.get()), flags, nullptr);
+    }
+
     ~MemImage() {
         file_.reset();
         if (!path_.empty()) unlink(path_.c_str());
@@ -257,6 +269,7 @@ public:
 
 private:
     std::unique_ptr<File> file_;
+    FaultFile* fault_ = nullptr;  // file_ itself when made with faults
     std::string path_;
 };
 
@@ -265,7 +278,7 @@ class NvmeQtest : public ::testing::Test {
 protected:
     void SetUpTarget(const ZonedImageSpec& z, NamespaceOptions opts = {}, SubsystemConfig cfg = {},
                      bool on_disk = false) {
-        image_ = std::make_unique<MemImage>(z, on_disk);
+        if (!image_) image_ = std::make_unique<MemImage>(z, on_disk);  // a test may bring its own
         be_ = image_->Open();
         ASSERT_TRUE(be_);
         if (cfg.nqn.empty()) cfg.nqn = kSubNqn;
