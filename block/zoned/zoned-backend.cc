@@ -217,6 +217,9 @@ private:
     void StartWrite(BlkRequest* r, uint64_t ext);
     // The write is over (durable or not): the persisted wp may pass it.
     void EndWrite(ZoneWriteLink* w);
+    // The write of len bytes failed: also gives its sectors back when it was the zone's last.
+    void FailWrite(ZoneWriteLink* w, uint64_t len) EXCLUDES(tmu_);
+    static void Unlink(Shard& s, ZoneWriteLink* w) REQUIRES(s.mu);
 
     // Asynchronous paths (Submit).
     void SubmitRead(BlkRequest* r);
@@ -602,9 +605,53 @@ void ZonedBackend::RecordWrite(Shard& s, uint32_t z, const ZonePlan& plan, ZoneW
 void ZonedBackend::EndWrite(ZoneWriteLink* w) {
     Shard& s = ShardOf(w->zone);
     util::MutexLock lk(s.mu);
+    Unlink(s, w);
+}
+
+void ZonedBackend::Unlink(Shard& s, ZoneWriteLink* w) {
     if (w->prev) w->prev->next = w->next;
     else s.inflight = w->next;
     if (w->next) w->next->prev = w->prev;
+}
+
+void ZonedBackend::FailWrite(ZoneWriteLink* w, uint64_t len) {
+    uint32_t z = w->zone;
+    Shard& s = ShardOf(z);
+    util::MutexLock t(tmu_);
+    util::MutexLock lk(s.mu);
+    Unlink(s, w);
+    // A drive whose write failed has not moved its write pointer over it: the host may retry at
+    // the same LBA (Linux does for a Write Fault). That is only possible when nothing was decided
+    // after it; otherwise its sectors stay a hole below the wp, read as whatever landed.
+    ZoneWord old{WordOf(s, z)};
+    ZoneGeometry g = Geo(z);
+    if (old.wp() != w->slba + len / kSector) return;
+    ZoneState st = old.state();
+    if (st != ZoneState::kImplicitOpen && st != ZoneState::kExplicitOpen && st != ZoneState::kClosed &&
+        st != ZoneState::kFull)
+        return;
+    bool at_start = w->slba == g.zslba, zdev = (old.attrs() & kZoneAttrZdev) != 0;
+    ZoneState to = st;
+    if (st == ZoneState::kFull) {
+        // It was opened to be filled; back to opened if the limits still allow, else Closed.
+        ZoneResources with = res_;
+        with.implicit_open++;
+        bool open_ok = !limits_.max_open || with.open() <= limits_.max_open;
+        bool active_ok = !limits_.max_active || with.active() <= limits_.max_active;
+        if (!active_ok) return;  // the zone keeps its word: it cannot become active again
+        to = open_ok ? ZoneState::kImplicitOpen : ZoneState::kClosed;
+    }
+    if (at_start && !zdev && to != ZoneState::kExplicitOpen) to = ZoneState::kEmpty;
+    uint8_t attrs = to == ZoneState::kEmpty ? 0 : static_cast<uint8_t>(old.attrs() & ~kZoneAttrZfc);
+    ZonePlan plan;
+    plan.word = ZoneWord::Make(to, old.type(), attrs, w->slba);
+    plan.changed = plan.word.raw != old.raw;
+    ZoneResources a = CountZoneResources(std::span<const ZoneWord>(&old, 1));
+    ZoneResources b = CountZoneResources(std::span<const ZoneWord>(&plan.word, 1));
+    plan.delta = ResourceDelta{static_cast<int32_t>(b.implicit_open) - static_cast<int32_t>(a.implicit_open),
+                               static_cast<int32_t>(b.explicit_open) - static_cast<int32_t>(a.explicit_open),
+                               static_cast<int32_t>(b.closed) - static_cast<int32_t>(a.closed)};
+    Apply(s, z, plan);
 }
 
 BlkResult ZonedBackend::WriteCommon(uint64_t off, const void* buf, uint64_t len, bool fua) {
@@ -618,8 +665,11 @@ BlkResult ZonedBackend::WriteCommon(uint64_t off, const void* buf, uint64_t len,
     r = DecideSeqWrite(op, off, len, &w, &ext);
     if (!r.ok()) return r;
     Status st = WriteData(w.zone, off, buf, len, ext);
+    if (!st.ok()) {
+        FailWrite(&w, len);
+        return BlkResult::Io(st);
+    }
     EndWrite(&w);
-    if (!st.ok()) return BlkResult::Io(st);
     return fua ? Flush() : BlkResult::Ok();
 }
 
@@ -633,8 +683,11 @@ BlkResult ZonedBackend::Append(uint64_t zone_start, const void* buf, uint64_t le
     if (!r.ok()) return r;
     uint64_t lba = w.slba;
     Status st = WriteData(w.zone, lba * kSector, buf, len, ext);
+    if (!st.ok()) {
+        FailWrite(&w, len);
+        return BlkResult::Io(st);
+    }
     EndWrite(&w);
-    if (!st.ok()) return BlkResult::Io(st);
     if (fua) {
         r = Flush();
         if (!r.ok()) return r;
@@ -717,8 +770,11 @@ void ZonedBackend::StartWrite(BlkRequest* r, uint64_t ext) {
 }
 
 void ZonedBackend::CompleteWrite(BlkRequest* r, Status st) {
+    if (!st.ok()) {
+        FailWrite(&r->write, r->len);
+        return Complete(r, BlkResult::Io(std::move(st)));
+    }
     EndWrite(&r->write);
-    if (!st.ok()) return Complete(r, BlkResult::Io(std::move(st)));
     if (r->fua) return QueueFlush(r, false);  // completes r with the flush's outcome
     Complete(r, BlkResult::Ok(r->op == BlkOp::kAppend ? r->write.slba * kSector : 0));
 }
@@ -1066,7 +1122,9 @@ Result<std::vector<ZoneInfo>> ZonedBackend::ReportZones(uint64_t off, uint32_t m
 }
 
 Status ZonedBackend::PersistAll() {
-    if (read_only()) return Status::Ok();
+    // An image that stopped taking writes while open says why (its writes since the last good
+    // flush may be lost); one opened read-only has nothing to persist.
+    if (read_only()) return drv_->Flush();
     // Words first recorded, then the data they describe made durable, then the words written.
     std::vector<std::pair<uint32_t, uint64_t>> taken;  // zone, persistable word
     for (Shard& s : shards_) {

@@ -200,12 +200,10 @@ TEST_F(HostFileSystem, HostIoErrorsAreMediaErrorsNeverSilent) {
     EXPECT_EQ(r.data, a);
 }
 
-// Known bug in block/zoned/zoned-backend.cc (reported, not fixed here): the write pointer is
-// advanced when a write is decided (DecideLocked -> Apply) and not moved back when the data
-// write then fails (WriteCommon / CompleteWrite only call EndWrite), so a failed write leaves a
-// gap of never-written sectors below the wp, the next flush persists it, and a host retrying
-// at the old wp gets Zone Invalid Write. Enable with --gtest_also_run_disabled_tests.
-TEST_F(HostFileSystem, DISABLED_FailedWriteLeavesTheWritePointer) {
+// A write the host file system refused leaves the zone as it was: Empty at its start, so the
+// host's retry at the same LBA lands (a wp advanced over the failed write would refuse it with
+// Zone Invalid Write, and the next flush would persist never-written sectors below the wp).
+TEST_F(HostFileSystem, AFailedWriteLeavesTheWritePointerWhereItWas) {
     fs_->SetFull(true);
     EXPECT_EQ(Write(ZoneSlba(3), Pattern(4096, 7)).sc(), kCapacityExceeded);
     EXPECT_EQ(Zone(3), std::make_pair(ZoneSlba(3), 1)) << "still Empty at its start";

@@ -1042,6 +1042,37 @@ TEST(ZonedBackend, ResourceLimitsHoldUnderConcurrentOpensEvictionsAndResets) {
     ASSERT_TRUE(b->Close().ok());
 }
 
+TEST(ZonedBackend, AFailedAsynchronousWriteGivesItsSectorsBack) {
+    // Through Submit as through Write: a write the file refuses does not move the wp, so the
+    // host's retry at the same LBA lands and nothing unwritten ever sits below the wp.
+    Disk d(ZnsGeo());
+    auto b = d.Open();
+    uint32_t z = kConv + 1;
+    ASSERT_OK(WriteP(*b, ZoneStart(z), 4096, 1));  // maps the zone's extent
+    auto p = Pattern(4096, 2);
+    BlkRequest r;
+    r.op = BlkOp::kWrite;
+    r.off = ZoneStart(z) + 4096;
+    r.len = 4096;
+    r.buf = p.data();
+    d.file().FailAfter(0, EIO, OpKind::kWrite, /*once=*/true);
+    BlkResult res = SubmitAndWait(*b, r);
+    EXPECT_FALSE(res.ok());
+    EXPECT_EQ(Zone(*b, z).wp, ZoneStart(z) + 4096);
+    EXPECT_EQ(Zone(*b, z).state, S::kImplicitOpen);
+    ASSERT_OK(SubmitAndWait(*b, r));
+    EXPECT_EQ(Zone(*b, z).wp, ZoneStart(z) + 8192);
+    EXPECT_EQ(ReadBytes(*b, ZoneStart(z) + 4096, 4096), p);
+    // A zone's only write failing leaves it Empty, with no open resource held.
+    uint32_t y = kConv + 2;
+    d.file().FailAfter(0, EIO, OpKind::kWrite, /*once=*/true);
+    EXPECT_FALSE(WriteP(*b, ZoneStart(y), 4096).ok());
+    EXPECT_EQ(Zone(*b, y).state, S::kEmpty);
+    EXPECT_EQ(Zone(*b, y).wp, ZoneStart(y));
+    ASSERT_OK(b->Flush());
+    ASSERT_TRUE(b->Close().ok());
+}
+
 TEST(ZonedBackend, ConcurrentAppendsAcrossZonesWithFlushes) {
     // Appends to several zones from many threads while another thread flushes; afterwards a
     // durable copy holds every append that completed before the last flush.
