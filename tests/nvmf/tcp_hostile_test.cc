@@ -141,9 +141,15 @@ protected:
             setsockopt(c->fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
             EXPECT_TRUE(c->Handshake(false, false).has_value());
             FabricsConnect(*c, 1);
+            // All in one send, so the server takes them in one read and fills its data budget
+            // before any response can drain.
             const auto o = Options().transport;
-            for (uint16_t cid = 2; cid < 2 + o.max_outstanding; cid++)
-                c->SendCapsule(MakeSqe(kOpRead, cid, Sgl::kTransport, o.max_transfer, 3));
+            std::vector<uint8_t> reads;
+            for (uint16_t cid = 2; cid < 2 + o.max_outstanding; cid++) {
+                auto r = c->CapsuleBytes(MakeSqe(kOpRead, cid, Sgl::kTransport, o.max_transfer, 3));
+                reads.insert(reads.end(), r.begin(), r.end());
+            }
+            c->Send(reads);
             return c;
         }
         case Kind::kCount: break;
@@ -230,15 +236,19 @@ TEST_F(TcpHostileTest, ServerKeepsServingAndBoundsEveryHostileConnection) {
     EXPECT_LE(static_cast<uint64_t>(server_->Stats().memory_bytes), bound);
 }
 
-// A slow reader that sends one command more than its queue holds is told why and dropped
-// after term_linger, though it never reads what the server sends.
+// A slow reader that keeps sending reads is dropped once more of them are outstanding than its
+// queue holds (after term_linger, as it never reads the C2HTermReq). Responses the kernel
+// buffers free their slots, so it takes more than max_outstanding commands; the kernel cannot
+// buffer 1000 of 256 KiB.
 TEST_F(TcpHostileTest, SlowReaderBeyondQueueDepthIsDropped) {
     StartServer(Options());
     std::mt19937_64 rng(Seed());
     auto c = Hostile(Kind::kSlowReader, rng);
     ASSERT_TRUE(c);
-    ASSERT_TRUE(c->SendCapsule(MakeSqe(kOpRead, 0x500, Sgl::kTransport, 4096, 3)));
-    EXPECT_TRUE(WaitActive(0, 5000)) << "a host over its queue depth was not dropped";
+    const auto o = Options().transport;
+    for (uint16_t cid = 0x500; cid < 0x500 + 1000; cid++)
+        if (!c->SendCapsule(MakeSqe(kOpRead, cid, Sgl::kTransport, o.max_transfer, 3))) break;
+    EXPECT_TRUE(WaitActive(0, 5000)) << "a host far over its queue depth was not dropped";
 }
 
 }  // namespace
