@@ -83,14 +83,17 @@ clean:
 # libFuzzer targets (tests/fuzz/): the block library built with clang, ASan, UBSan and coverage
 # instrumentation in $(FUZZ_BUILD), each target linked against it with -fsanitize=fuzzer (meson
 # 1.0's b_sanitize has no "fuzzer"). `make check-fuzz` runs each for FUZZ_TIME seconds over a
-# copy of the generated seed corpus and fails on any crash, leak, hang or sanitizer report.
+# fresh corpus seeded from the committed one (tests/fuzz/corpus/TARGET, crash regressions
+# included) and the generated qcow2 images, with tests/fuzz/TARGET.dict when there is one, and
+# fails on any crash, leak, hang or sanitizer report. NINJAFLAGS=-j1 on a shared machine.
 FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME ?= 20
-FUZZ_TARGETS := fuzz-qcow2-open fuzz-qcow2-ops fuzz-nvme-sqe fuzz-tcp-pdu fuzz-vfio-user
+NINJAFLAGS ?=
+FUZZ_TARGETS := fuzz-qcow2-open fuzz-qcow2-ops fuzz-nvme-sqe fuzz-tcp-pdu fuzz-vfio-user fuzz-json fuzz-qmp
 FUZZ_LIB := $(FUZZ_BUILD)/block/libqzns-block.a
 # Every target links the whole stack; static libraries in dependency order.
-FUZZ_LIBS := $(FUZZ_BUILD)/hw/vfio-user/libqzns_vfio_user.a $(FUZZ_BUILD)/nvmf/libqzns-nvmf.a \
-	$(FUZZ_BUILD)/hw/nvme/libqzns-nvme.a $(FUZZ_LIB)
+FUZZ_LIBS := $(FUZZ_BUILD)/storage-daemon/libqzns-daemon.a $(FUZZ_BUILD)/hw/vfio-user/libqzns_vfio_user.a \
+	$(FUZZ_BUILD)/nvmf/libqzns-nvmf.a $(FUZZ_BUILD)/hw/nvme/libqzns-nvme.a $(FUZZ_LIB)
 FUZZ_CXX := clang++ -std=c++20 -O1 -g -I. -fsanitize=address,undefined -fno-sanitize-recover=all
 
 $(FUZZ_BUILD)/build.ninja:
@@ -100,8 +103,8 @@ $(FUZZ_BUILD)/build.ninja:
 fuzz: deps
 	@$(DEPS) sanitize
 	$(MAKE) $(FUZZ_BUILD)/build.ninja
-	ninja -C $(FUZZ_BUILD) block/libqzns-block.a hw/nvme/libqzns-nvme.a nvmf/libqzns-nvmf.a \
-		hw/vfio-user/libqzns_vfio_user.a
+	ninja -C $(FUZZ_BUILD) $(NINJAFLAGS) block/libqzns-block.a hw/nvme/libqzns-nvme.a nvmf/libqzns-nvmf.a \
+		hw/vfio-user/libqzns_vfio_user.a storage-daemon/libqzns-daemon.a
 	for t in $(FUZZ_TARGETS); do \
 		$(FUZZ_CXX) -fsanitize=fuzzer tests/fuzz/$$t.cc $(FUZZ_LIBS) -lz -luring -pthread -o $(FUZZ_BUILD)/$$t || exit 1; \
 	done
@@ -109,13 +112,18 @@ fuzz: deps
 		-o $(FUZZ_BUILD)/gen-corpus
 	rm -rf $(FUZZ_BUILD)/seeds && for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_BUILD)/seeds/$$t; done
 	$(FUZZ_BUILD)/gen-corpus $(FUZZ_BUILD)/seeds/fuzz-qcow2-open $(FUZZ_BUILD)/seeds/fuzz-qcow2-ops
+	for t in $(FUZZ_TARGETS); do \
+		test -d tests/fuzz/corpus/$$t || { echo "tests/fuzz/corpus/$$t: no committed seeds"; exit 1; }; \
+		cp tests/fuzz/corpus/$$t/* $(FUZZ_BUILD)/seeds/$$t/; \
+	done
 
 check-fuzz: fuzz
 	for t in $(FUZZ_TARGETS); do \
 		rm -rf $(FUZZ_BUILD)/corpus/$$t && mkdir -p $(FUZZ_BUILD)/corpus/$$t && \
-		{ cp $(FUZZ_BUILD)/seeds/$$t/* $(FUZZ_BUILD)/corpus/$$t/ 2>/dev/null || true; } && \
+		cp $(FUZZ_BUILD)/seeds/$$t/* $(FUZZ_BUILD)/corpus/$$t/ && \
 		ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_TIME) -timeout=20 -rss_limit_mb=4096 -max_len=1048576 \
+			$$(test -f tests/fuzz/$$t.dict && echo -dict=tests/fuzz/$$t.dict) \
 			-artifact_prefix=$(FUZZ_BUILD)/$$t- $(FUZZ_BUILD)/corpus/$$t 2>$(FUZZ_BUILD)/$$t.log || \
 			{ tail -60 $(FUZZ_BUILD)/$$t.log; echo "$$t failed; reproducer in $(FUZZ_BUILD)/$$t-*"; exit 1; }; \
 		tail -1 $(FUZZ_BUILD)/$$t.log; \

@@ -17,7 +17,6 @@
 namespace qzns::qmp {
 namespace {
 
-constexpr size_t kMaxRequestBytes = 1 << 20;  // a client may not make the daemon buffer more
 
 Result<int> ListenOn(const std::string& address, std::string* unix_path) {
     if (address.rfind("unix:", 0) == 0) {
@@ -79,15 +78,6 @@ Json Timestamp() {
     return t;
 }
 
-std::string ErrorReply(const std::string& klass, const std::string& desc, const Json* id) {
-    Json e = Json::MakeObject();
-    e.Set("class", klass).Set("desc", desc);
-    Json r = Json::MakeObject();
-    r.Set("error", std::move(e));
-    if (id) r.Set("id", *id);
-    return r.Dump(-1);
-}
-
 }  // namespace
 
 Result<std::unique_ptr<QmpServer>> QmpServer::Start(const std::string& address) {
@@ -121,18 +111,6 @@ void QmpServer::Stop() {
     if (!unix_path_.empty()) unlink(unix_path_.c_str());
 }
 
-void QmpServer::Register(const std::string& name, CommandHandler handler) {
-    util::MutexLock lk(mu_);
-    commands_[name] = std::move(handler);
-}
-
-std::vector<std::string> QmpServer::CommandNames() const {
-    util::MutexLock lk(mu_);
-    std::vector<std::string> out;
-    for (const auto& [n, h] : commands_) out.push_back(n);
-    return out;
-}
-
 void QmpServer::SendTo(int fd, const std::string& s) {
     std::string line = s + "\r\n";
     size_t off = 0;
@@ -150,63 +128,6 @@ void QmpServer::Emit(const std::string& event, Json data) {
     util::MutexLock lk(mu_);
     for (auto& c : clients_)
         if (c.negotiated) SendTo(c.fd, s);
-}
-
-std::string QmpServer::Dispatch(const Json& req, bool* negotiated) {
-    const Json* id = req.is_object() ? req.get("id") : nullptr;
-    if (!req.is_object()) return ErrorReply("GenericError", "QMP input must be a JSON object", nullptr);
-    if (req.get("exec-oob"))  // no capabilities are offered, so there is no out-of-band mode
-        return ErrorReply("GenericError", "QMP input member 'exec-oob' needs the 'oob' capability, which qzns "
-                                          "does not offer", id);
-    const Json* exec = req.get("execute");
-    if (!exec || !exec->is_string())
-        return ErrorReply("GenericError", "QMP input lacks member 'execute'", id);
-    for (const auto& [k, v] : req.as_object()) {
-        if (k != "execute" && k != "arguments" && k != "id")
-            return ErrorReply("GenericError", "QMP input member '" + k + "' is unexpected", id);
-    }
-    const std::string& name = exec->as_string();
-    const Json* args = req.get("arguments");
-    if (args && !args->is_object())
-        return ErrorReply("GenericError", "QMP input member 'arguments' must be an object", id);
-    if (name == "qmp_capabilities") {
-        if (*negotiated)
-            return ErrorReply("CommandNotFound", "Capabilities negotiation is already complete, command "
-                                                 "'qmp_capabilities' ignored", id);
-        if (args) {
-            for (const auto& [k, v] : args->as_object()) {
-                if (k != "enable") return ErrorReply("GenericError", "Parameter '" + k + "' is unexpected", id);
-                if (!v.is_array())
-                    return ErrorReply("GenericError", "Invalid parameter type for 'enable', expected: array", id);
-                if (!v.as_array().empty()) {  // qzns offers no capabilities (QEMU's wording)
-                    const Json& c = v.as_array().front();
-                    return ErrorReply("GenericError", "Capability '" + (c.is_string() ? c.as_string() : c.Dump(-1)) +
-                                                          "' not available", id);
-                }
-            }
-        }
-        *negotiated = true;
-        Json r = Json::MakeObject();
-        r.Set("return", Json::MakeObject());
-        if (id) r.Set("id", *id);
-        return r.Dump(-1);
-    }
-    if (!*negotiated)
-        return ErrorReply("CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'", id);
-    CommandHandler h;
-    {
-        util::MutexLock lk(mu_);
-        auto it = commands_.find(name);
-        if (it == commands_.end()) return ErrorReply("CommandNotFound", "The command " + name + " has not been found", id);
-        h = it->second;
-    }
-    static const Json kEmpty = Json::MakeObject();
-    CommandResult res = h(args ? *args : kEmpty);
-    if (auto* err = std::get_if<QmpError>(&res)) return ErrorReply(err->klass, err->desc, id);
-    Json r = Json::MakeObject();
-    r.Set("return", std::get<Json>(std::move(res)));
-    if (id) r.Set("id", *id);
-    return r.Dump(-1);
 }
 
 void QmpServer::Run() {
@@ -242,7 +163,7 @@ void QmpServer::Run() {
             int c = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
             if (c >= 0) {
                 util::MutexLock lk(mu_);
-                clients_.push_back({c, "", false});
+                clients_.push_back({c, false, std::make_unique<QmpSession>(dispatcher_)});
                 SendTo(c, greeting_s);
             }
         }
@@ -259,51 +180,15 @@ void QmpServer::Run() {
                 clients_.erase(it);
                 continue;
             }
-            it->inbuf.append(buf, static_cast<size_t>(n));
-            // Requests are JSON values back to back; parse as many as are complete.
-            while (true) {
-                if (it->discarding) {
-                    size_t nl = it->inbuf.find('\n');
-                    if (nl == std::string::npos) {
-                        it->inbuf.clear();
-                        break;
-                    }
-                    it->inbuf.erase(0, nl + 1);
-                    it->discarding = false;
-                }
-                size_t used = 0;
-                auto v = ParseJsonPrefix(it->inbuf, &used);
-                if (!v.ok() && v.status().err() == EAGAIN) {
-                    bool blank = it->inbuf.find_first_not_of(" \t\r\n") == std::string::npos;
-                    if (blank) it->inbuf.clear();
-                    if (it->inbuf.size() > kMaxRequestBytes) {
-                        // Refused, and the connection stays usable from the next line on.
-                        SendTo(fd, ErrorReply("GenericError", "QMP request too large (limit " +
-                                                                  std::to_string(kMaxRequestBytes) + " bytes)",
-                                              nullptr));
-                        it->inbuf.clear();
-                        it->discarding = true;
-                    }
-                    break;
-                }
-                if (!v.ok()) {
-                    SendTo(fd, ErrorReply("GenericError", v.status().message(), nullptr));
-                    // Resynchronise at the line after the bad request: requests that followed it
-                    // in the same read are still answered.
-                    it->inbuf.erase(0, std::min(it->inbuf.size(), it->inbuf.find_first_not_of(" \t\r\n")));
-                    it->discarding = true;
-                    continue;
-                }
-                it->inbuf.erase(0, used);
-                bool negotiated = it->negotiated;
-                lk.Unlock();
-                std::string reply = Dispatch(*v, &negotiated);
-                lk.Lock();
-                it = std::find_if(clients_.begin(), clients_.end(), [fd](const Client& c) { return c.fd == fd; });
-                if (it == clients_.end()) break;
-                it->negotiated = negotiated;
+            QmpSession* session = it->session.get();
+            lk.Unlock();
+            session->Receive(std::string_view(buf, static_cast<size_t>(n)), [&](const std::string& reply) {
+                util::MutexLock reply_lk(mu_);
+                auto c = std::find_if(clients_.begin(), clients_.end(), [fd](const Client& c) { return c.fd == fd; });
+                if (c == clients_.end()) return;
+                c->negotiated = session->negotiated();
                 SendTo(fd, reply);
-            }
+            });
         }
     }
 }

@@ -5,27 +5,18 @@
 #pragma once
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <variant>
 #include <vector>
 
+#include "qapi/qmp-session.h"
 #include "util/json.h"
 #include "util/mutex.h"
 #include "util/status.h"
 
 namespace qzns::qmp {
-
-// A command failure as QMP reports it.
-struct QmpError {
-    std::string klass = "GenericError";  // GenericError, CommandNotFound, DeviceNotFound
-    std::string desc;
-};
-
-using CommandResult = std::variant<Json, QmpError>;
-using CommandHandler = std::function<CommandResult(const Json& arguments)>;
 
 class QmpServer {
 public:
@@ -33,30 +24,28 @@ public:
     static Result<std::unique_ptr<QmpServer>> Start(const std::string& address);
     ~QmpServer();
 
-    void Register(const std::string& name, CommandHandler handler);
+    QmpDispatcher& dispatcher() { return dispatcher_; }
     // Sends an event to every client that finished capability negotiation.
     void Emit(const std::string& event, Json data);
-    std::vector<std::string> CommandNames() const;
     void Stop();
 
 private:
     QmpServer() = default;
     void Run();
-    std::string Dispatch(const Json& req, bool* negotiated);
     void SendTo(int fd, const std::string& s);
 
     struct Client {
         int fd;
-        std::string inbuf;
-        bool negotiated = false;
-        bool discarding = false;  // after a bad or oversized request: drop input up to a newline
+        bool negotiated;  // the session's, copied under mu_ for Emit on other threads
+        // Only the loop thread uses it (without mu_: commands may take long) and erases clients.
+        std::unique_ptr<QmpSession> session;
     };
     int listen_fd_ = -1;
     int wake_fd_ = -1;
     std::string unix_path_;
     std::thread thread_;
+    QmpDispatcher dispatcher_;
     mutable util::Mutex mu_;
-    std::map<std::string, CommandHandler> commands_ GUARDED_BY(mu_);
     std::vector<Client> clients_ GUARDED_BY(mu_);
     bool stop_ GUARDED_BY(mu_) = false;
 };

@@ -62,7 +62,7 @@ qmp::CommandHandler Checked(std::vector<ArgSpec> spec, qmp::CommandHandler h) {
 
 }  // namespace
 
-void RegisterQmpCommands(qmp::QmpServer& qmp, BlockNodes& nodes, Exports& exports) {
+void RegisterQmpCommands(qmp::QmpDispatcher& qmp, BlockNodes& nodes, Exports& exports) {
     qmp.Register("query-version", Checked({}, [](const Json&) -> CommandResult {
         Json q = Json::MakeObject();
         q.Set("major", 0).Set("minor", 1).Set("micro", 0);

@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
         }
         qmp = std::move(q).value();
         qmp_raw = qmp.get();
-        RegisterQmpCommands(*qmp, nodes, exports);
+        RegisterQmpCommands(qmp->dispatcher(), nodes, exports);
     }
     if (!pidfile.empty()) {
         int fd = open(pidfile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

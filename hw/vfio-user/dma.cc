@@ -1,7 +1,9 @@
 #include "hw/vfio-user/dma.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,6 +18,34 @@ std::string Hex(uint64_t v) {
     char buf[24];
     snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
     return buf;
+}
+
+// A client can shrink the file behind a mapping whenever it likes (ftruncate), and touching
+// the mapping past the new end raises SIGBUS, which would kill the daemon. Only a file that
+// cannot shrink keeps the mapping good: a memfd sealed with F_SEAL_SHRINK (what QEMU's
+// memory-backend-memfd does by default), or an fd that is not a regular file (no size to cut).
+bool CannotShrink(int fd, const struct stat& st) {
+    if (!S_ISREG(st.st_mode)) return true;
+    int seals = ::fcntl(fd, F_GET_SEALS);
+    return seals >= 0 && (seals & F_SEAL_SHRINK);
+}
+
+// Copies between buf and a mapping that may have lost its backing. process_vm_readv/writev on
+// our own address space make the kernel do the copy, and a fault there fails the call with
+// EFAULT instead of raising SIGBUS. (Catching SIGBUS instead would need a process-wide handler
+// that the sanitizers and the embedding program also want.)
+Status GuardedCopy(uint8_t* mapped, uint8_t* buf, size_t len, bool to_mapping, uint64_t iova) {
+    iovec local{buf, len}, remote{mapped, len};
+    ssize_t n = to_mapping ? ::process_vm_writev(::getpid(), &local, 1, &remote, 1, 0)
+                           : ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0);
+    if (n == static_cast<ssize_t>(len)) return Status::Ok();
+    int e = n < 0 ? errno : EFAULT;
+    if (e == EFAULT)
+        return Status::Error(EFAULT, "DMA to " + Hex(iova) + ": the client's memory there is gone "
+                                     "(its file was shrunk after DMA_MAP)");
+    return Status::Error(e, std::string("DMA to ") + Hex(iova) + ": process_vm_" + (to_mapping ? "writev" : "readv") +
+                                ": " + std::strerror(e) + " (a memfd sealed with F_SEAL_SHRINK, e.g. QEMU's "
+                                "memory-backend-memfd, is accessed directly instead)");
 }
 }  // namespace
 
@@ -44,7 +74,7 @@ Status DmaMapTable::Map(uint64_t addr, uint64_t size, uint64_t offset, uint32_t 
                 return Status::Error(EEXIST, what + ": overlaps " + Hex(prev->first));
         }
     }
-    Mapping m{size, flags, nullptr, nullptr, 0};
+    Mapping m{size, flags, nullptr, nullptr, 0, false};
     if (fd.valid()) {
         long page = ::sysconf(_SC_PAGESIZE);
         uint64_t delta = offset % static_cast<uint64_t>(page);
@@ -65,6 +95,7 @@ Status DmaMapTable::Map(uint64_t addr, uint64_t size, uint64_t offset, uint32_t 
         m.mmap_base = p;
         m.mmap_len = len;
         m.va = static_cast<uint8_t*>(p) + delta;
+        m.guarded = !CannotShrink(fd.get(), st);
     }
     util::WriterLock lk(mu_);
     // Only the server thread maps, so the overlap check above still holds.
@@ -102,7 +133,8 @@ uint8_t* DmaMapTable::Translate(uint64_t iova, size_t len, bool write) {
     --it;
     const Mapping& m = it->second;
     uint64_t off = iova - it->first;
-    if (off >= m.size || m.size - off < len || m.va == nullptr) return nullptr;
+    // A guarded mapping's user would touch it directly, unprotected: make it bounce instead.
+    if (off >= m.size || m.size - off < len || m.va == nullptr || m.guarded) return nullptr;
     if (write && !(m.flags & kDmaMapFlagWrite)) return nullptr;
     return m.va + off;
 }
@@ -126,7 +158,8 @@ Status DmaMapTable::Access(uint64_t iova, uint8_t* buf, size_t len, bool write) 
                 return Status::Error(EFAULT, "DMA write to read-only address " + Hex(iova));
             chunk = static_cast<size_t>(std::min<uint64_t>(len, m.size - off));
             if (m.va != nullptr) {
-                if (write) std::memcpy(m.va + off, buf, chunk);
+                if (m.guarded) QZNS_TRY(GuardedCopy(m.va + off, buf, chunk, write, iova));
+                else if (write) std::memcpy(m.va + off, buf, chunk);
                 else std::memcpy(buf, m.va + off, chunk);
                 iova += chunk;
                 buf += chunk;

@@ -1,7 +1,9 @@
 // Guest memory the client announced with DMA_MAP. Ranges with an fd are mmap'ed into the
-// server (MAP_SHARED) and accessed directly; ranges without one are reached through
-// DMA_READ/DMA_WRITE messages to the client (slow; QEMU sends an fd when guest RAM is
-// fd-backed, e.g. memory-backend-memfd,share=on).
+// server (MAP_SHARED); ranges without one are reached through DMA_READ/DMA_WRITE messages to
+// the client (slow; QEMU sends an fd when guest RAM is fd-backed, e.g.
+// memory-backend-memfd,share=on). A mapped file the client could shrink later (not sealed
+// with F_SEAL_SHRINK) is copied through the kernel so a shrink fails the access with EFAULT
+// instead of killing the server with SIGBUS; such ranges get no zero-copy Translate.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +54,9 @@ private:
         uint8_t* va;         // nullptr: reached through messages
         void* mmap_base;     // what to munmap
         size_t mmap_len;
+        // The client can shrink the file under va: accessed only through GuardedCopy, never
+        // handed out by Translate.
+        bool guarded;
     };
     [[nodiscard]] Status Access(uint64_t iova, uint8_t* buf, size_t len, bool write);
     static void Release(Mapping& m);

@@ -89,6 +89,8 @@ void TcpStatsSnapshot::Accumulate(const TcpStats& s) {
     transport_errors += ld(s.transport_errors);
     for (size_t i = 0; i < kRequestStateCount; i++)
         requests_in_state[i] += s.requests_in_state[i].load(std::memory_order_relaxed);
+    memory_bytes += s.memory_bytes.load(std::memory_order_relaxed);
+    connection_memory_peak = std::max(connection_memory_peak, s.connection_memory_peak.load(std::memory_order_relaxed));
 }
 
 Status TcpTransportOptions::Validate() const {
@@ -230,11 +232,39 @@ TcpConnection::TcpConnection(std::unique_ptr<nvme::FabricsQueue> queue,
     for (uint16_t i = opts_.max_outstanding; i > 0; i--) free_slots_.push_back(i - 1);
     tx_.resize(16);
     if (close_request) queue_->SetCloseRequest(std::move(close_request));
+    AccountMemory();
 }
 
 TcpConnection::~TcpConnection() {
     Shutdown();
     if (!Idle()) Log("destroyed with commands still at the target");
+    stats_->memory_bytes.fetch_sub(static_cast<int64_t>(reported_memory_), std::memory_order_relaxed);
+}
+
+uint64_t TcpConnection::memory_bytes() const {
+    return sizeof(*this) + slots_.size() * sizeof(TcpRequest) + buffer_bytes_ + tx_.size() * sizeof(TxEntry);
+}
+
+uint64_t TcpConnection::MemoryBound(const TcpTransportOptions& o) {
+    // Data: the budget, plus in-capsule data, which is exempt from it (one capsule per slot).
+    const uint64_t data = uint64_t{o.max_buffer_bytes} + uint64_t{o.max_outstanding} * o.max_in_capsule_data;
+    // Transmit entries one request can have queued at once: its C2HData PDUs, or the R2Ts a
+    // host answers without reading them, plus the response; then ICResp and a C2HTermReq. The
+    // ring doubles when full, so it is at most twice that (and at least its initial 16).
+    const uint64_t piece = std::min<uint64_t>(o.max_c2h_data, o.max_r2t_length ? o.max_r2t_length : o.max_c2h_data);
+    const uint64_t per_request = (uint64_t{o.max_transfer} + piece - 1) / piece + 2;
+    const uint64_t entries = std::max<uint64_t>(16, 2 * (o.max_outstanding * per_request + 2));
+    return sizeof(TcpConnection) + uint64_t{o.max_outstanding} * sizeof(TcpRequest) + data + entries * sizeof(TxEntry);
+}
+
+// Single writer per TcpStats (the owning event loop), so load-compare-store suffices for the peak.
+void TcpConnection::AccountMemory() {
+    const uint64_t now = memory_bytes();
+    stats_->memory_bytes.fetch_add(static_cast<int64_t>(now) - static_cast<int64_t>(reported_memory_),
+                                   std::memory_order_relaxed);
+    reported_memory_ = now;
+    if (now > stats_->connection_memory_peak.load(std::memory_order_relaxed))
+        stats_->connection_memory_peak.store(now, std::memory_order_relaxed);
 }
 
 void TcpConnection::Log(std::string_view what) const {
@@ -580,12 +610,16 @@ bool TcpConnection::AcquireBuffer(TcpRequest* r, uint32_t len, bool exempt) {
             s->buf.reset();
             s->cap = 0;
         }
-        if (after > opts_.max_buffer_bytes) return false;
+        if (after > opts_.max_buffer_bytes) {
+            AccountMemory();
+            return false;
+        }
     }
     buffer_bytes_ -= r->cap;
     r->buf.reset(new uint8_t[len]);
     r->cap = len;
     buffer_bytes_ += len;
+    AccountMemory();
     return true;
 }
 
@@ -594,6 +628,7 @@ void TcpConnection::ReleaseBuffer(TcpRequest* r) {
     buffer_bytes_ -= r->cap;
     r->buf.reset();
     r->cap = 0;
+    AccountMemory();
 }
 
 void TcpConnection::ReleaseRequest(TcpRequest* r) {
@@ -716,6 +751,7 @@ TcpConnection::TxEntry& TcpConnection::PushTx() {
         for (size_t i = 0; i < tx_count_; i++) bigger[i] = tx_[(tx_head_ + i) % tx_.size()];
         tx_.swap(bigger);
         tx_head_ = 0;
+        AccountMemory();
     }
     TxEntry& e = tx_[(tx_head_ + tx_count_) % tx_.size()];
     tx_count_++;

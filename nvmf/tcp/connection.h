@@ -41,7 +41,10 @@ struct TcpTransportOptions {
     // Commands in flight per connection (>= the queue size the controller lets a host connect
     // with: MAXCMD / MQES). One more is a protocol violation answered by C2HTermReq.
     uint16_t max_outstanding = 128;
-    // Data buffer bytes per connection; commands wait in NEED_BUFFER beyond it.
+    // Data buffer bytes per connection; commands wait in NEED_BUFFER beyond it. With
+    // max_outstanding this bounds what a host that never reads its responses can make the
+    // connection hold (TcpConnection::MemoryBound): its commands wait for buffers, and one
+    // command beyond max_outstanding is a protocol error that closes the connection.
     uint32_t max_buffer_bytes = 32 * 1024 * 1024;
     // Per-slot buffers up to this size are kept for reuse between commands.
     uint32_t retain_buffer_bytes = 128 * 1024;
@@ -137,6 +140,11 @@ public:
     void OnCompletion(TcpRequest* req, uint32_t gen, const nvme::CqeBytes& cqe, uint32_t len);
 
     const std::string& peer() const { return peer_; }
+    // Bytes this connection holds now (request slots, data buffers, transmit ring; published
+    // as TcpStats::memory_bytes), and the most any connection with these options can hold
+    // whatever its host sends or fails to read.
+    uint64_t memory_bytes() const;
+    static uint64_t MemoryBound(const TcpTransportOptions& opts);
     void AppendRequestInfo(std::vector<TcpRequestInfo>* out) const;
     void* owner = nullptr;  // the event loop's per-socket record
 
@@ -170,6 +178,8 @@ private:
     void Submit(TcpRequest* r, std::span<uint8_t> data);
     void CompleteLocally(TcpRequest* r, uint8_t sct, uint8_t sc, bool dnr);
     void QueueResponse(TcpRequest* r, const nvme::CqeBytes& cqe, uint32_t c2h_len);
+
+    void AccountMemory();
 
     // send
     TxEntry& PushTx();
@@ -206,6 +216,7 @@ private:
     size_t buffer_waiters_head_ = 0;
     uint64_t buffer_bytes_ = 0;  // allocated capacity over all slots
     uint32_t in_flight_ = 0;     // requests at the target (done not yet delivered)
+    uint64_t reported_memory_ = 0;  // memory_bytes() as last added to stats_->memory_bytes
 
     // transmit ring
     std::vector<TxEntry> tx_;

@@ -569,6 +569,8 @@ Json TcpServer::StatsJson() const {
     j.Set("header-digest-errors", s.header_digest_errors);
     j.Set("data-digest-errors", s.data_digest_errors);
     j.Set("transport-errors", s.transport_errors);
+    j.Set("memory-bytes", s.memory_bytes);
+    j.Set("connection-memory-peak", s.connection_memory_peak);
     Json states = Json::MakeObject();
     for (size_t i = 1; i < kRequestStateCount; i++)
         states.Set(RequestStateName(static_cast<RequestState>(i)), s.requests_in_state[i]);

@@ -38,6 +38,10 @@ struct alignas(64) TcpStats {
     std::atomic<uint64_t> data_digest_errors{0};
     std::atomic<uint64_t> transport_errors{0};  // commands failed by the transport (SGL, digest)
     std::array<std::atomic<int64_t>, kRequestStateCount> requests_in_state{};
+    // Bytes held by the connections (TcpConnection::memory_bytes), and the most one
+    // connection has held; TcpConnection::MemoryBound is the limit of the latter.
+    std::atomic<int64_t> memory_bytes{0};
+    std::atomic<uint64_t> connection_memory_peak{0};
 
     static void Add(std::atomic<uint64_t>& c, uint64_t n = 1) {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -62,6 +66,8 @@ struct TcpStatsSnapshot {
     uint64_t data_digest_errors = 0;
     uint64_t transport_errors = 0;
     std::array<int64_t, kRequestStateCount> requests_in_state{};  // kFree is not counted
+    int64_t memory_bytes = 0;             // summed
+    uint64_t connection_memory_peak = 0;  // the largest over event loops
 
     void Accumulate(const TcpStats& s);
 };

@@ -1,5 +1,6 @@
 // libFuzzer target: arbitrary host byte streams into one NVMe/TCP connection engine in front of
-// the fake target. Must never crash, hang, grow without bound, or emit a malformed PDU stream.
+// the fake target. Must never crash, hang, hold more memory than TcpConnection::MemoryBound, or
+// emit a malformed PDU stream.
 //
 // Build (the lead wires it into `make fuzz`):
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. \
@@ -119,6 +120,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     drain();
     CheckOutputFraming(out);
+    // Whatever the host sent, the connection held no more than the documented bound.
+    if (stats.connection_memory_peak.load() > tcp::TcpConnection::MemoryBound(opts)) __builtin_trap();
     conn->Shutdown();
     mailbox->Drain(nullptr);  // completions the target delivers on Disconnect
     if (!conn->Idle()) __builtin_trap();

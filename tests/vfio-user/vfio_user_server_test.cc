@@ -1,6 +1,7 @@
 // vfio-user server conformance: a client that speaks the protocol byte by byte over a
 // socketpair, checking replies against what QEMU 10.1/11 sends and expects, and malformed
 // messages of every kind (error reply or closed connection, never a crash).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -171,10 +172,14 @@ protected:
     uint16_t id_ = 0;
 };
 
-int MakeMemfd(size_t size) {
-    int fd = ::memfd_create("guest", MFD_CLOEXEC);
+// Guest RAM as QEMU's memory-backend-memfd makes it: sealed against resizing (seal=on).
+int MakeMemfd(size_t size, bool sealed = true) {
+    int fd = ::memfd_create("guest", MFD_CLOEXEC | (sealed ? MFD_ALLOW_SEALING : 0));
     EXPECT_GE(fd, 0);
     EXPECT_EQ(::ftruncate(fd, off_t(size)), 0);
+    if (sealed) {
+        EXPECT_EQ(::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    }
     return fd;
 }
 
@@ -491,6 +496,54 @@ TEST_F(Fixture, DmaMapOfMemfdGivesDeviceGuestMemory) {
     EXPECT_EQ(dev_.dma()->Read(0x800000, buf, 1).err(), EFAULT);
     EXPECT_EQ(Err(DmaUnmap(0, 0, 1)), ENOTSUP) << "dirty page tracking";
     ::munmap(host, 2 * size);
+    ::close(memfd);
+}
+
+// A client that shrinks the file behind a mapping (memory-backend-file, an unsealed memfd) must
+// not kill the server with SIGBUS: the device's access fails with EFAULT, and nothing hands the
+// device a raw pointer into such a mapping.
+TEST_F(Fixture, DmaToShrunkFileFailsWithEfaultInsteadOfSigbus) {
+    Negotiate();
+    const size_t size = 64 * 1024;
+    int memfd = MakeMemfd(size, /*sealed=*/false);
+    char tmpl[] = "/tmp/qzns-vfu-guest-XXXXXX";
+    int file = ::mkstemp(tmpl);
+    ASSERT_GE(file, 0);
+    ::unlink(tmpl);
+    ASSERT_EQ(::ftruncate(file, off_t(size)), 0);
+    ASSERT_EQ(Err(DmaMap(0x100000, size, 0, kDmaMapFlagRead | kDmaMapFlagWrite, {memfd})), 0);
+    ASSERT_EQ(Err(DmaMap(0x200000, size, 0, kDmaMapFlagRead | kDmaMapFlagWrite, {file})), 0);
+    for (uint64_t base : {0x100000ull, 0x200000ull}) {
+        char buf[8] = {};
+        ASSERT_TRUE(dev_.dma()->Write(base + 0x8000, "before", 6).ok());
+        ASSERT_TRUE(dev_.dma()->Read(base + 0x8000, buf, 6).ok());
+        EXPECT_STREQ(buf, "before");
+        EXPECT_EQ(dev_.dma()->Translate(base, size, false), nullptr) << "zero copy into a shrinkable file";
+    }
+    ASSERT_EQ(::ftruncate(memfd, 4096), 0);
+    ASSERT_EQ(::ftruncate(file, 0), 0);
+    for (uint64_t base : {0x100000ull, 0x200000ull}) {
+        char buf[8] = {};
+        Status r = dev_.dma()->Read(base + 0x8000, buf, 6);
+        EXPECT_EQ(r.err(), EFAULT) << r.message();
+        EXPECT_NE(r.message().find("shrunk"), std::string::npos) << r.message();
+        EXPECT_EQ(dev_.dma()->Write(base + 0x8000, "after", 5).err(), EFAULT);
+        EXPECT_EQ(dev_.dma()->Read(base + size - 4, buf, 8).err(), EFAULT);
+    }
+    // What is still backed still works.
+    char buf[8] = {};
+    EXPECT_TRUE(dev_.dma()->Read(0x100000, buf, 4).ok());
+    ::close(memfd);
+    ::close(file);
+}
+
+TEST_F(Fixture, DmaToSealedMemfdIsZeroCopy) {
+    Negotiate();
+    const size_t size = 64 * 1024;
+    int memfd = MakeMemfd(size);
+    ASSERT_EQ(Err(DmaMap(0x100000, size, 0, kDmaMapFlagRead | kDmaMapFlagWrite, {memfd})), 0);
+    EXPECT_NE(dev_.dma()->Translate(0x100000, size, true), nullptr);
+    EXPECT_NE(::ftruncate(memfd, 0), 0) << "the seal keeps the mapping valid";
     ::close(memfd);
 }
 
