@@ -136,6 +136,7 @@ public:
     // Nothing is at the target any more: the object may be destroyed.
     bool Idle() const { return in_flight_ == 0; }
     bool shut_down() const { return shut_down_; }
+    bool ic_done() const { return ctx_.ic_done; }  // ICReq/ICResp exchanged
     // Owner thread: a completion for one of our requests (from CompletionMailbox).
     void OnCompletion(TcpRequest* req, uint32_t gen, const nvme::CqeBytes& cqe, uint32_t len);
 

@@ -105,6 +105,7 @@ private:
         bool dirty = false;
         bool lingering = false;
         Clock::time_point linger_until{};
+        Clock::time_point ic_deadline{};  // close if ICReq has not completed by then
     };
 
     void Run();
@@ -135,6 +136,7 @@ private:
     std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
     std::vector<uint64_t> dirty_;
     std::vector<uint64_t> lingering_;
+    std::vector<uint64_t> handshaking_;  // sessions whose ICReq has not completed
     std::vector<EventLoop*> loops_;
     size_t rr_ = 0;
     uint64_t next_id_ = kFirstSessionId;
@@ -209,6 +211,9 @@ int EventLoop::NextTimeoutMs() {
     for (uint64_t id : lingering_) {
         if (Session* s = Find(id); s && s->lingering) next = std::min(next, s->linger_until);
     }
+    for (uint64_t id : handshaking_) {
+        if (Session* s = Find(id); s && s->fd >= 0 && !s->conn->ic_done()) next = std::min(next, s->ic_deadline);
+    }
     if (next == Clock::time_point::max()) return -1;
     auto ms = std::chrono::ceil<std::chrono::milliseconds>(next - Clock::now()).count();
     return static_cast<int>(std::clamp<int64_t>(ms, 0, 60000));
@@ -263,7 +268,7 @@ void EventLoop::Run() {
             s = Find(tag);
             if (s && s->fd >= 0 && (events[i].events & EPOLLOUT)) Pump(s);
         }
-        // Timers: lingering after C2HTermReq, paused listener.
+        // Timers: lingering after C2HTermReq, ICReq not sent in time, paused listener.
         const auto now = Clock::now();
         for (size_t i = 0; i < lingering_.size();) {
             Session* s = Find(lingering_[i]);
@@ -277,6 +282,21 @@ void EventLoop::Run() {
             }
             lingering_[i] = lingering_.back();
             lingering_.pop_back();
+        }
+        for (size_t i = 0; i < handshaking_.size();) {
+            Session* s = Find(handshaking_[i]);
+            bool pending = s && s->fd >= 0 && !s->conn->ic_done();
+            if (pending && now < s->ic_deadline) {
+                i++;
+                continue;
+            }
+            if (pending) {
+                Log("nvme-tcp " + s->conn->peer() + ": no ICReq within " + std::to_string(opts_.icreq_timeout.count()) +
+                    " ms; closing");
+                CloseSocket(s);
+            }
+            handshaking_[i] = handshaking_.back();
+            handshaking_.pop_back();
         }
         if (listen_paused_ && now >= listen_resume_ && listen_fd_ >= 0) {
             listen_paused_ = false;
@@ -354,6 +374,8 @@ void EventLoop::AdoptNow(int fd, std::string peer) {
         return;
     }
     s->events = EPOLLIN;
+    s->ic_deadline = Clock::now() + opts_.icreq_timeout;
+    handshaking_.push_back(id);
     TcpStats::Add(stats_.connections_accepted);
     sessions_.emplace(id, std::move(s));
 }

@@ -29,6 +29,9 @@ struct TcpServerOptions {
     std::chrono::milliseconds stop_timeout{10000};
     // After a C2HTermReq: how long to try to flush it before closing anyway.
     std::chrono::milliseconds term_linger{2000};
+    // A connection that has not completed ICReq/ICResp in this time is closed: a host sends
+    // ICReq right after connecting, and a peer that never does would hold a descriptor forever.
+    std::chrono::milliseconds icreq_timeout{10000};
     TcpTransportOptions transport;  // transport.log defaults to stderr
 };
 

@@ -314,5 +314,30 @@ TEST_F(MalformedLimitsTest, TermReqIsFlushedEvenIfHostNeverReads) {
     EXPECT_EQ(target_->disconnects.load(), 1);
 }
 
+TEST_F(MalformedLimitsTest, AConnectionThatNeverSendsICReqIsClosed) {
+    // Silent, and stalled half-way through the ICReq: both are closed after icreq_timeout, while
+    // a host that completed ICReq and then goes quiet stays connected (its keep-alive is the
+    // controller's business, not the transport's).
+    tcp::TcpServerOptions o;
+    o.icreq_timeout = std::chrono::milliseconds(300);
+    StartServer(o);
+    TestClient silent, half, good;
+    // Before the connections exist, so no deadline can precede it however slowly this runs.
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(silent.Connect(server_->port()));
+    ASSERT_TRUE(half.Connect(server_->port()));
+    ASSERT_TRUE(good.Connect(server_->port()));
+    ASSERT_TRUE(good.Handshake(false, false));
+    auto ic = TestClient::IcReqBytes(false, false);
+    ASSERT_TRUE(half.Send(ic.data(), 40));
+    EXPECT_TRUE(silent.WaitClosed(10000));
+    EXPECT_TRUE(half.WaitClosed(10000));
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, o.icreq_timeout)
+        << "closed before the ICReq timeout";
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    EXPECT_EQ(server_->Stats().connections_active, 1u) << "the connection that completed ICReq was closed too";
+    EXPECT_FALSE(good.WaitClosed(0));
+}
+
 }  // namespace
 }  // namespace qzns::nvmf::testing
