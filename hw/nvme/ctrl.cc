@@ -25,9 +25,39 @@ Controller::Controller(std::shared_ptr<Subsystem> subsys, uint16_t cntlid, const
     : subsys_(std::move(subsys)), cntlid_(cntlid), cfg_(cfg) {
     feat_.nsqa = feat_.ncqa = static_cast<uint16_t>(cfg_.max_io_queues - 1);
     last_activity_ns_ = NowNs();
+    pools_ = std::make_unique<RequestPool[]>(size_t{cfg_.max_io_queues} + 1);
 }
 
-Controller::~Controller() = default;
+// Every request is back in its free list: each one in flight holds a reference to us.
+Controller::~Controller() {
+    for (size_t q = 0; q <= cfg_.max_io_queues; q++) {
+        util::MutexLock lk(pools_[q].mu);
+        while (Req* r = pools_[q].free) {
+            pools_[q].free = r->next_free;
+            delete r;
+        }
+    }
+}
+
+Controller::Req* Controller::NewRequest(uint16_t qid) {
+    RequestPool& pool = pools_[std::min<size_t>(qid, cfg_.max_io_queues)];
+    Req* r;
+    {
+        util::MutexLock lk(pool.mu);
+        r = pool.free;
+        if (r) pool.free = r->next_free;
+    }
+    if (!r) return new Req();
+    *r = Req{};
+    return r;
+}
+
+void Controller::FreeRequest(Req* r) {
+    RequestPool& pool = pools_[std::min<size_t>(r->qid, cfg_.max_io_queues)];
+    util::MutexLock lk(pool.mu);
+    r->next_free = pool.free;
+    pool.free = r;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Registers
@@ -365,13 +395,15 @@ void Controller::SetState(Req& r, RequestState s) {
     in_state_[static_cast<size_t>(s)]++;
 }
 
-void Controller::Submit(uint16_t qid, const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done) {
-    auto r = std::make_shared<Req>();
+void Controller::Submit(uint16_t qid, const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done,
+                        int32_t sqhd) {
+    Req* r = NewRequest(qid);
     r->ctrl = shared_from_this();
     r->qid = qid;
     r->cmd = Load<Sqe>(sqe.b);
     r->data = data;
-    r->done = std::move(done);
+    r->done = done;
+    r->sqhd = sqhd;
     in_state_[static_cast<size_t>(RequestState::kQueued)]++;
     Touch();
     if (torn_down_.load()) {
@@ -386,15 +418,15 @@ void Controller::Submit(uint16_t qid, const SqeBytes& sqe, std::span<uint8_t> da
         Complete(r);
         return;
     }
-    Dispatch(std::move(r));
+    Dispatch(r);
 }
 
-void Controller::Dispatch(std::shared_ptr<Req> r) {
+void Controller::Dispatch(Req* r) {
     if (r->qid == 0) {
         // Commands that need no storage are answered at once; AERs wait for an event.
         switch (r->cmd.opcode) {
         case opc::kAsyncEventRequest:
-            AsyncEventRequest(std::move(r));
+            AsyncEventRequest(r);
             return;
         case opc::kKeepAlive:
             KeepAlive(*r);
@@ -403,9 +435,13 @@ void Controller::Dispatch(std::shared_ptr<Req> r) {
         default:
             break;
         }
+    } else if (!(r->cmd.flags & 0x03)) {
+        SetState(*r, RequestState::kExecuting);
+        if (StartAsyncIo(*r)) return;
     }
+    // The pool's task is two words (no allocation inside std::function).
     subsys_->pool().Post([r] {
-        r->ctrl->SetState(*r, RequestState::kExecuting);
+        if (r->state == RequestState::kQueued) r->ctrl->SetState(*r, RequestState::kExecuting);
         r->ctrl->Execute(*r);
         r->ctrl->Complete(r);
     });
@@ -435,10 +471,11 @@ void Controller::Execute(Req& r) {
     }
 }
 
-void Controller::Complete(const std::shared_ptr<Req>& r) {
+void Controller::Complete(Req* r) {
     Cqe cqe{};
     cqe.dw0.set(r->dw0);
     cqe.dw1.set(r->dw1);
+    if (r->sqhd >= 0) cqe.sqhd.set(static_cast<uint16_t>(r->sqhd));
     cqe.sqid.set(r->qid);
     cqe.cid.set(r->cmd.cid.get());
     cqe.status.set(static_cast<uint16_t>(r->status << 1));
@@ -452,10 +489,11 @@ void Controller::Complete(const std::shared_ptr<Req>& r) {
     CqeBytes out;
     std::memcpy(out.b, &cqe, sizeof(cqe));
     uint32_t c2h = r->status == sc::kSuccess || r->c2h_len ? r->c2h_len : 0;
-    CompletionFn done = std::move(r->done);
+    CompletionFn done = r->done;
     r->ns.reset();
-    auto keep = r->ctrl;  // the controller outlives the callback
-    r->ctrl.reset();
+    // The controller outlives the callback and the request's return to its free list.
+    std::shared_ptr<Controller> keep = std::move(r->ctrl);
+    FreeRequest(r);
     if (done) done(out, c2h);
 }
 

@@ -3,9 +3,13 @@
 // command sets. Transports feed it SQEs with data as byte spans (they own PRP/SGL handling,
 // doorbells, interrupts, sockets) and receive CQEs through a callback.
 //
-// Threading: Submit() never blocks on storage. Commands run on the subsystem's WorkerPool, many
-// at once per queue; their completion callbacks run on a worker thread (or on the caller's
-// thread for commands that need no I/O). Register access and Submit are thread-safe.
+// Threading: Submit() never blocks on storage. Read, Write, Append, Write Zeroes and a
+// namespace's Flush run to completion: Submit hands them straight to the backend's asynchronous
+// interface on the caller's thread, and they complete from the backend's callback (an I/O
+// engine thread, or inside Submit). Other commands run on the subsystem's WorkerPool. A
+// completion callback therefore runs on an engine or worker thread, or on the caller's.
+// Requests come from per-queue free lists, so a steady stream of I/O allocates nothing.
+// Register access and Submit are thread-safe.
 //
 // Files: ctrl.cc (registers, dispatch, completion), admin-identify.cc, admin-log.cc,
 // admin-features.cc, admin-queues.cc (queue create/delete, abort, keep alive), admin-aer.cc,
@@ -122,8 +126,10 @@ public:
     uint32_t interrupt_mask() const { return intms_.load(); }  // PCI INTMS/INTMC (pin/MSI only)
 
     // ---- commands ----
-    // Submits one command of queue `qid` (0 = admin). `done` runs exactly once.
-    void Submit(uint16_t qid, const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done);
+    // Submits one command of queue `qid` (0 = admin). `done` runs exactly once. A fabrics
+    // queue passes the SQ head to report in the CQE (`sqhd` >= 0).
+    void Submit(uint16_t qid, const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done,
+                int32_t sqhd = -1);
     DataTransfer TransferOf(uint16_t qid, const SqeBytes& sqe) const;
 
     // ---- PCI transports ----
@@ -171,16 +177,24 @@ public:
         uint16_t status = 0;
         uint32_t c2h_len = 0;
         uint64_t err_lba = 0;
+        int32_t sqhd = -1;
         RequestState state = RequestState::kQueued;
+        // Run-to-completion I/O (io.cc): the backend request and how to account it.
+        BlkRequest blk;
+        IoKind io_kind = IoKind::kOther;
+        Request* next_free = nullptr;  // the queue's free list
     };
 
 private:
     friend class ControllerTestPeer;
     using Req = Request;
 
-    void Dispatch(std::shared_ptr<Req> r);
+    void Dispatch(Req* r);
     void Execute(Req& r);
-    void Complete(const std::shared_ptr<Req>& r);
+    void Complete(Req* r);
+    // Per-queue free lists of requests: allocated on first use, reused for the controller's life.
+    Req* NewRequest(uint16_t qid);
+    void FreeRequest(Req* r);
     void SetState(Req& r, RequestState s);
 
     // ctrl.cc: CC transitions.
@@ -212,22 +226,23 @@ private:
     void Abort(Req& r);
     void KeepAlive(Req& r);
     // admin-aer.cc
-    void AsyncEventRequest(std::shared_ptr<Req> r);
+    void AsyncEventRequest(Req* r);
     void PostEvent(uint8_t type, uint8_t info, uint8_t log_page);
     void DeliverEvents() EXCLUDES(mu_);
     void AbortPendingAers(uint16_t status);
     void ClearEventMask(uint8_t log_page);
     // io.cc
+    // Starts Read/Write/Append/Write Zeroes/namespace Flush on the backend's asynchronous
+    // interface; false for commands that run on the worker pool instead.
+    bool StartAsyncIo(Req& r);
+    static void OnAsyncIoDone(BlkRequest* b);
     void ExecuteIo(Req& r);
-    void ReadWrite(Req& r, bool write);
-    void Flush(Req& r);
-    void WriteZeroes(Req& r);
+    void Flush(Req& r);  // NSID FFFFFFFFh
     void DatasetManagement(Req& r);
     void Compare(Req& r);
     // zns.cc
     void ZoneMgmtSend(Req& r);
     void ZoneMgmtRecv(Req& r);
-    void ZoneAppend(Req& r);
 
     std::shared_ptr<Subsystem> subsys_;
     const uint16_t cntlid_;
@@ -278,7 +293,7 @@ private:
     struct PendingEvent {
         uint8_t type, info, log_page;
     };
-    std::deque<std::shared_ptr<Req>> aers_ GUARDED_BY(mu_);
+    std::deque<Req*> aers_ GUARDED_BY(mu_);
     std::deque<PendingEvent> events_ GUARDED_BY(mu_);
     std::set<uint8_t> masked_log_pages_ GUARDED_BY(mu_);  // an event for this log page is outstanding
 
@@ -302,6 +317,12 @@ private:
     std::atomic<uint64_t> host_reads_{0}, host_writes_{0};
     std::atomic<uint64_t> in_state_[static_cast<size_t>(RequestState::kCount)] = {};
     std::atomic<uint64_t> completed_{0}, failed_{0};
+
+    struct RequestPool {
+        util::Mutex mu;  // submitting and completing threads of one queue
+        Req* free GUARDED_BY(mu) = nullptr;
+    };
+    std::unique_ptr<RequestPool[]> pools_;  // index: qid (0..max_io_queues)
 
     static constexpr unsigned kAerl = 3;   // 4 outstanding AERs
     static constexpr unsigned kElpe = 63;  // 64 error log entries

@@ -95,8 +95,8 @@ public:
     }
 
     // Property Set CC. Returns the AERs a reset aborted (completed by the caller, unlocked).
-    std::deque<std::pair<uint16_t, CompletionFn>> WriteCc(uint32_t value) {
-        std::deque<std::pair<uint16_t, CompletionFn>> aborted;
+    std::deque<std::pair<uint16_t, SqhdCompletion>> WriteCc(uint32_t value) {
+        std::deque<std::pair<uint16_t, SqhdCompletion>> aborted;
         util::MutexLock lk(mu_);
         uint32_t old = cc_;
         cc_ = value;
@@ -127,8 +127,8 @@ public:
 
     // ---- asynchronous events ----
     // Returns false when the AER limit is exceeded.
-    bool AddAer(uint16_t cid, CompletionFn done) {
-        std::pair<uint16_t, CompletionFn> deliver;
+    bool AddAer(uint16_t cid, SqhdCompletion done) {
+        std::pair<uint16_t, SqhdCompletion> deliver;
         {
             util::MutexLock lk(mu_);
             if (aers_.size() > kAerl) return false;
@@ -144,7 +144,7 @@ public:
     }
 
     void PostLogChange() {
-        std::pair<uint16_t, CompletionFn> deliver;
+        std::pair<uint16_t, SqhdCompletion> deliver;
         {
             util::MutexLock lk(mu_);
             if (torn_down_ || !(aec_ & disc::kAecDiscoveryLogChange) || !(csts_ & kCstsRdy) || masked_) return;
@@ -184,7 +184,7 @@ public:
     // The association is over: pending AERs end aborted, the transport is asked to close (when
     // `ask_close`), later commands fail.
     void Teardown(bool ask_close) {
-        std::deque<std::pair<uint16_t, CompletionFn>> aers;
+        std::deque<std::pair<uint16_t, SqhdCompletion>> aers;
         std::function<void()> close;
         {
             util::MutexLock lk(mu_);
@@ -219,7 +219,7 @@ private:
     bool masked_ GUARDED_BY(mu_) = false;   // a notice is outstanding
     bool pending_ GUARDED_BY(mu_) = false;  // ... and waits for an AER
     bool torn_down_ GUARDED_BY(mu_) = false;
-    std::deque<std::pair<uint16_t, CompletionFn>> aers_ GUARDED_BY(mu_);
+    std::deque<std::pair<uint16_t, SqhdCompletion>> aers_ GUARDED_BY(mu_);
     std::function<void()> close_ GUARDED_BY(mu_);
 };
 
@@ -290,23 +290,13 @@ public:
 
 private:
     void Connect(const SqeBytes& sqe, std::span<uint8_t> data, const CompletionFn& done);
-    void Property(DiscoveryController& c, const SqeBytes& sqe, const CompletionFn& done);
-    void Identify(DiscoveryController& c, const Sqe& cmd, std::span<uint8_t> data, const CompletionFn& done);
-    void GetLogPage(DiscoveryController& c, const Sqe& cmd, std::span<uint8_t> data, const CompletionFn& done);
-    void Features(DiscoveryController& c, const Sqe& cmd, const CompletionFn& done);
+    void Property(DiscoveryController& c, const SqeBytes& sqe, const SqhdCompletion& done);
+    void Identify(DiscoveryController& c, const Sqe& cmd, std::span<uint8_t> data, const SqhdCompletion& done);
+    void GetLogPage(DiscoveryController& c, const Sqe& cmd, std::span<uint8_t> data, const SqhdCompletion& done);
+    void Features(DiscoveryController& c, const Sqe& cmd, const SqhdCompletion& done);
 
     // `sqsize` is sqsize_, read by the caller under mu_.
-    CompletionFn WithSqhd(CompletionFn done, uint16_t sqsize) {
-        uint32_t size = sqsize + 1u;
-        uint16_t head = static_cast<uint16_t>(sqhd_.fetch_add(1) % size + 1);
-        if (head == size) head = 0;
-        return [done = std::move(done), head](const CqeBytes& cqe, uint32_t n) {
-            CqeBytes c = cqe;
-            le16 h(head);
-            std::memcpy(c.b + 8, &h, 2);
-            done(c, n);
-        };
-    }
+    SqhdCompletion WithSqhd(CompletionFn done, uint16_t sqsize) { return {done, NextSqhd(sqhd_, sqsize)}; }
 
     std::shared_ptr<DiscoveryTarget::Core> core_;
     util::Mutex mu_;  // the transport's close request and the controller Connect made
@@ -341,7 +331,7 @@ void DiscoveryQueue::Submit(const SqeBytes& sqe, std::span<uint8_t> data, Comple
     }
     if (!ctrl || !ctrl->ready()) return done(MakeCqe(cid, sc::kCommandSequenceError | sc::kDnr), 0);
     ctrl->Touch();
-    CompletionFn d = WithSqhd(std::move(done), sqsize);
+    SqhdCompletion d = WithSqhd(std::move(done), sqsize);
     switch (cmd.opcode) {
     case opc::kIdentify: return Identify(*ctrl, cmd, data, d);
     case opc::kGetLogPage: return GetLogPage(*ctrl, cmd, data, d);
@@ -398,7 +388,7 @@ void DiscoveryQueue::Connect(const SqeBytes& sqe, std::span<uint8_t> data, const
     WithSqhd(done, sqsize)(MakeCqe(cid, sc::kSuccess, ctrl->cntlid()), 0);
 }
 
-void DiscoveryQueue::Property(DiscoveryController& c, const SqeBytes& sqe, const CompletionFn& done) {
+void DiscoveryQueue::Property(DiscoveryController& c, const SqeBytes& sqe, const SqhdCompletion& done) {
     PropertyCmd p = Load<PropertyCmd>(sqe.b);
     const uint16_t cid = p.cid.get();
     const unsigned size = (p.attrib & 0x7) == 1 ? 8 : (p.attrib & 0x7) == 0 ? 4 : 0;
@@ -421,7 +411,7 @@ void DiscoveryQueue::Property(DiscoveryController& c, const SqeBytes& sqe, const
 }
 
 void DiscoveryQueue::Identify(DiscoveryController& c, const Sqe& cmd, std::span<uint8_t> data,
-                              const CompletionFn& done) {
+                              const SqhdCompletion& done) {
     const uint16_t cid = cmd.cid.get();
     if (Bits(cmd.cdw10.get(), 7, 0) != cns::kController) return done(MakeCqe(cid, sc::kInvalidField | sc::kDnr), 0);
     if (data.size() < sizeof(IdCtrl)) return done(MakeCqe(cid, sc::kDataSglLengthInvalid | sc::kDnr), 0);
@@ -450,7 +440,7 @@ void DiscoveryQueue::Identify(DiscoveryController& c, const Sqe& cmd, std::span<
 }
 
 void DiscoveryQueue::GetLogPage(DiscoveryController& c, const Sqe& cmd, std::span<uint8_t> data,
-                                const CompletionFn& done) {
+                                const SqhdCompletion& done) {
     const uint16_t cid = cmd.cid.get();
     const uint32_t cdw10 = cmd.cdw10.get();
     const uint8_t lid = static_cast<uint8_t>(Bits(cdw10, 7, 0));
@@ -470,7 +460,7 @@ void DiscoveryQueue::GetLogPage(DiscoveryController& c, const Sqe& cmd, std::spa
     done(MakeCqe(cid, sc::kSuccess), static_cast<uint32_t>(len));
 }
 
-void DiscoveryQueue::Features(DiscoveryController& c, const Sqe& cmd, const CompletionFn& done) {
+void DiscoveryQueue::Features(DiscoveryController& c, const Sqe& cmd, const SqhdCompletion& done) {
     const uint16_t cid = cmd.cid.get();
     const uint8_t fid_ = static_cast<uint8_t>(Bits(cmd.cdw10.get(), 7, 0));
     const bool set = cmd.opcode == opc::kSetFeatures;

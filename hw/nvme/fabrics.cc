@@ -54,7 +54,7 @@ private:
         bool closed GUARDED_BY(mu) = false;
     };
     void Connect(const SqeBytes& sqe, std::span<uint8_t> data, const CompletionFn& done);
-    void Property(const FabricsCmd& cmd, const SqeBytes& sqe, const CompletionFn& done);
+    void Property(const FabricsCmd& cmd, const SqeBytes& sqe, const SqhdCompletion& done);
     std::function<void()> CloseHook() {
         std::weak_ptr<Shared> w = state_;
         return [w] {
@@ -70,20 +70,9 @@ private:
             if (c) c();
         };
     }
-    // `sqsize` is sqsize_, read by the caller under mu_.
-    CompletionFn WithSqhd(CompletionFn done, uint16_t sqsize) {
-        // SQ head pointer: one step per command, wrapping at the queue size (the TCP host
-        // ignores it, but it is what the field means).
-        uint32_t size = sqsize + 1u;
-        uint16_t head = static_cast<uint16_t>(sqhd_.fetch_add(1) % size + 1);
-        if (head == size) head = 0;
-        return [done = std::move(done), head](const CqeBytes& cqe, uint32_t n) {
-            CqeBytes c = cqe;
-            le16 h(head);
-            std::memcpy(c.b + 8, &h, 2);
-            done(c, n);
-        };
-    }
+    // `sqsize` is sqsize_, read by the caller under mu_. (The TCP host ignores SQHD, but it
+    // is what the field means.)
+    SqhdCompletion WithSqhd(CompletionFn done, uint16_t sqsize) { return {done, NextSqhd(sqhd_, sqsize)}; }
 
     std::shared_ptr<NvmeTarget::Core> core_;
     std::string peer_;
@@ -151,7 +140,7 @@ void FabricsQueueImpl::Submit(const SqeBytes& sqe, std::span<uint8_t> data, Comp
         done(MakeCqe(cid, sc::kCommandSequenceError | sc::kDnr), 0);
         return;
     }
-    ctrl->Submit(qid, sqe, data, WithSqhd(std::move(done), sqsize));
+    ctrl->Submit(qid, sqe, data, done, NextSqhd(sqhd_, sqsize));
 }
 
 void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, const CompletionFn& done) {
@@ -214,7 +203,7 @@ void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, con
     WithSqhd(done, sqsize)(MakeCqe(cid, sc::kSuccess, ctrl->cntlid()), 0);
 }
 
-void FabricsQueueImpl::Property(const FabricsCmd& cmd, const SqeBytes& sqe, const CompletionFn& done) {
+void FabricsQueueImpl::Property(const FabricsCmd& cmd, const SqeBytes& sqe, const SqhdCompletion& done) {
     PropertyCmd p = Load<PropertyCmd>(sqe.b);
     uint16_t cid = cmd.cid.get();
     unsigned size = (p.attrib & 0x7) == 1 ? 8 : (p.attrib & 0x7) == 0 ? 4 : 0;
