@@ -316,12 +316,7 @@ std::shared_ptr<Namespace> Controller::ActiveNamespace(uint32_t nsid) const {
 uint64_t Controller::MaxTransferBytes() const { return cfg_.mdts ? (uint64_t{4096} << cfg_.mdts) : ~0ull; }
 
 uint32_t Controller::EffectiveZasl() const {
-    uint64_t limit = 0;  // 0: no backend limit
-    for (auto& ns : subsys_->Namespaces()) {
-        if (!ns->zoned()) continue;
-        uint64_t m = ns->max_append_bytes();
-        if (m && (!limit || m < limit)) limit = m;
-    }
+    uint64_t limit = subsys_->MinZonedAppendBytes();  // 0: no backend limit
     if (!limit) return 0;
     uint32_t zasl = 0;
     while ((uint64_t{4096} << (zasl + 1)) <= limit) zasl++;

@@ -111,6 +111,17 @@ std::vector<std::shared_ptr<Namespace>> Subsystem::Namespaces() const {
     return v;
 }
 
+uint64_t Subsystem::MinZonedAppendBytes() const {
+    util::MutexLock lk(mu_);
+    uint64_t limit = 0;
+    for (auto& [nsid, ns] : namespaces_) {
+        if (!ns->zoned()) continue;
+        uint64_t m = ns->max_append_bytes();
+        if (m && (!limit || m < limit)) limit = m;
+    }
+    return limit;
+}
+
 Status Subsystem::InjectZoneFault(uint32_t nsid, uint64_t zslba, ZoneState state) {
     auto ns = GetNamespace(nsid);
     if (!ns) return Status::Error(ENOENT, "no namespace " + std::to_string(nsid));

@@ -50,6 +50,9 @@ public:
     Result<std::vector<uint32_t>> AddBackend(std::shared_ptr<BlockBackend> be, const NamespaceOptions& opts);
     std::shared_ptr<Namespace> GetNamespace(uint32_t nsid) const;
     std::vector<std::shared_ptr<Namespace>> Namespaces() const;  // ascending NSID
+    // The smallest non-zero max_append_bytes of the zoned namespaces (0: none limits it).
+    // Without a copy of the list: Zone Append asks it for every command.
+    uint64_t MinZonedAppendBytes() const;
     // Makes the zone starting at `zslba` of namespace `nsid` Read Only or Offline, durably (the
     // daemon's QMP zone-inject). Controllers see a Zone Descriptor Changed event.
     Status InjectZoneFault(uint32_t nsid, uint64_t zslba, ZoneState state);
