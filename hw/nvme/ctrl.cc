@@ -22,7 +22,7 @@ int64_t NowNs() {
 }  // namespace
 
 Controller::Controller(std::shared_ptr<Subsystem> subsys, uint16_t cntlid, const ControllerConfig& cfg)
-    : subsys_(std::move(subsys)), cntlid_(cntlid), cfg_(cfg) {
+    : subsys_(std::move(subsys)), cntlid_(cntlid), cfg_(cfg), discovery_(subsys_->config().discovery) {
     feat_.nsqa = feat_.ncqa = static_cast<uint16_t>(cfg_.max_io_queues - 1);
     last_activity_ns_ = NowNs();
     pools_ = std::make_unique<RequestPool[]>(size_t{cfg_.max_io_queues} + 1);
@@ -67,16 +67,19 @@ uint32_t Controller::cc() const {
     return cc_;
 }
 
+uint32_t Controller::MpsMax() const { return discovery_ ? 0 : kMpsMax; }
+
 uint64_t Controller::ReadRegister(uint32_t offset, unsigned size) {
+    // A discovery controller: NVM command set only (the host writes CC.CSS = 0), 4 KiB pages.
     uint64_t cap = uint64_t{cfg_.mqes} | (uint64_t{1} << kCapCqrShift) | (uint64_t{kTimeoutUnits} << kCapToShift) |
-                   (uint64_t{0} << kCapDstrdShift) | kCapCssNvm | kCapCssIoSets |
-                   (uint64_t{0} << kCapMpsminShift) | (uint64_t{kMpsMax} << kCapMpsmaxShift);
+                   (uint64_t{0} << kCapDstrdShift) | kCapCssNvm | (discovery_ ? 0 : kCapCssIoSets) |
+                   (uint64_t{0} << kCapMpsminShift) | (uint64_t{MpsMax()} << kCapMpsmaxShift);
     util::MutexLock lk(mu_);
     uint64_t v = 0;
     switch (offset) {
     case reg::kCap: v = cap; break;
     case reg::kCap + 4: v = cap >> 32; break;
-    case reg::kVs: v = kVersion; break;
+    case reg::kVs: v = discovery_ ? kVersionDiscovery : kVersion; break;
     case reg::kIntms:
     case reg::kIntmc: v = intms_.load(); break;
     case reg::kCc: v = cc_; break;
@@ -160,7 +163,7 @@ void Controller::Enable(uint32_t cc) {
     bool ok = true;
     uint32_t css = CcCss(cc);
     if (css != kCcCssNvm && css != kCcCssAllIoSets && css != kCcCssAdminOnly) ok = false;
-    if (CcMps(cc) > kMpsMax || CcAms(cc) != 0) ok = false;
+    if (CcMps(cc) > MpsMax() || CcAms(cc) != 0) ok = false;
     // Entry sizes may be left 0 by an admin-only host; otherwise they must be 64 / 16 bytes.
     if ((CcIosqes(cc) && CcIosqes(cc) != 6) || (CcIocqes(cc) && CcIocqes(cc) != 4)) ok = false;
     if (cfg_.transport == TransportKind::kFabrics && (CcIosqes(cc) != 6 || CcIocqes(cc) != 4)) ok = false;
@@ -204,6 +207,10 @@ void Controller::Reset() {
 }
 
 void Controller::StartShutdown() {
+    if (discovery_) {  // nothing to persist: shutdown completes at once
+        csts_ = (csts_.load() & ~kCstsShstMask) | (kShstComplete << kCstsShstShift);
+        return;
+    }
     csts_ = (csts_.load() & ~kCstsShstMask) | (kShstOccurring << kCstsShstShift);
     auto self = shared_from_this();
     subsys_->pool().Post([self] {
@@ -212,6 +219,20 @@ void Controller::StartShutdown() {
         (void)self->subsys_->FlushAll();
         self->csts_ = (self->csts_.load() & ~kCstsShstMask) | (kShstComplete << kCstsShstShift);
     });
+}
+
+void Controller::SetKeepAliveWake(std::function<void()> wake) {
+    util::MutexLock lk(mu_);
+    kato_wake_ = std::move(wake);
+}
+
+void Controller::WakeKeepAlive() {
+    std::function<void()> wake;
+    {
+        util::MutexLock lk(mu_);
+        wake = kato_wake_;
+    }
+    if (wake) wake();
 }
 
 void Controller::SetPciHooks(PciQueueHooks* hooks) {
@@ -449,6 +470,10 @@ void Controller::Execute(Req& r) {
     }
     if (r.qid != 0) {
         ExecuteIo(r);
+        return;
+    }
+    if (discovery_) {
+        ExecuteDiscoveryAdmin(r);
         return;
     }
     bool pci = cfg_.transport == TransportKind::kPci;

@@ -143,6 +143,9 @@ public:
     uint16_t AttachIoQueue(uint16_t qid, uint16_t sqsize, std::function<void()> close);
     void DetachIoQueue(uint16_t qid);
     void SetAdminClose(std::function<void()> close);
+    // Called after Set Features changes KATO, so the target's keep-alive thread re-reads the
+    // deadline (it sleeps without a timeout while no controller has one).
+    void SetKeepAliveWake(std::function<void()> wake);
     // The association is over (admin queue gone, keep-alive expired, subsystem removed): pending
     // AERs complete as aborted, queues are asked to close, later commands fail.
     void Teardown(const char* why);
@@ -155,6 +158,9 @@ public:
     void Touch();
 
     // ---- events ----
+    // Discovery subsystem: the record set changed; a Discovery Log Page Change notice goes to
+    // the host if it enabled the event (AEC bit 31).
+    void OnDiscoveryLogChanged();
     // A zone of namespace `nsid` changed without the host asking (fault injection, RRL/FRL):
     // record it in the Changed Zone List and post a Zone Descriptor Changed notice.
     void OnZoneChanged(uint32_t nsid, uint64_t zslba);
@@ -203,12 +209,18 @@ private:
     void Reset();
     void StartShutdown();
     uint32_t EffectiveZasl() const;
+    uint32_t MpsMax() const;  // CAP.MPSMAX
     uint64_t MaxTransferBytes() const;
     // Fails `r` with Invalid Field / SGL length when the data buffer is too short for `need`.
     bool CheckData(Req& r, uint64_t need);
     // Copies `src` into the c2h buffer (up to `want` bytes) and sets c2h_len.
     void ReturnData(Req& r, const void* src, size_t len, size_t want);
 
+    // admin-discovery.cc: the discovery subsystem's admin command set
+    void ExecuteDiscoveryAdmin(Req& r);
+    void IdentifyDiscovery(Req& r);
+    void DiscoveryLogPage(Req& r);
+    void DiscoveryFeatures(Req& r);
     // admin-identify.cc
     void Identify(Req& r);
     void FillIdCtrl(IdCtrl* id) const;
@@ -247,6 +259,7 @@ private:
     std::shared_ptr<Subsystem> subsys_;
     const uint16_t cntlid_;
     const ControllerConfig cfg_;
+    const bool discovery_;  // a controller of the discovery subsystem
     const std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
 
     // Registers.
@@ -282,6 +295,8 @@ private:
     std::atomic<uint32_t> kato_ms_{0};
     std::atomic<int64_t> last_activity_ns_{0};
     std::function<void()> admin_close_ GUARDED_BY(mu_);
+    std::function<void()> kato_wake_ GUARDED_BY(mu_);
+    void WakeKeepAlive() EXCLUDES(mu_);
     std::map<uint16_t, std::function<void()>> io_queues_ GUARDED_BY(mu_);  // fabrics: qid -> close
     std::atomic<bool> torn_down_{false};
 
@@ -324,7 +339,8 @@ private:
     };
     std::unique_ptr<RequestPool[]> pools_;  // index: qid (0..max_io_queues)
 
-    static constexpr unsigned kAerl = 3;   // 4 outstanding AERs
+    static constexpr unsigned kAerl = 3;
+    static constexpr uint32_t kVersionDiscovery = 0x00010300;  // 1.3, as nvmet's discovery reports   // 4 outstanding AERs
     static constexpr unsigned kElpe = 63;  // 64 error log entries
 };
 

@@ -163,6 +163,9 @@ void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, con
     if (!subsys->HostAllowed(hostnqn))
         return fail(sc::kConnectInvalidHost | sc::kDnr, ConnectIpoData(offsetof(ConnectData, hostnqn)));
     uint16_t qid = cmd.qid.get(), sqsize = cmd.sqsize.get();
+    // A discovery controller has only the admin queue.
+    if (subsys->config().discovery && qid != 0)
+        return fail(sc::kConnectInvalidParameters | sc::kDnr, ConnectIpoSqe(offsetof(ConnectCmd, qid)));
     const ControllerConfig& limits = subsys->config().ctrl;
     if (sqsize == 0 || sqsize > limits.mqes)
         return fail(sc::kConnectInvalidParameters | sc::kDnr, ConnectIpoSqe(offsetof(ConnectCmd, sqsize)));
@@ -177,6 +180,15 @@ void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, con
         std::memcpy(hostid.data(), cd.hostid, 16);
         ctrl->SetHost(hostnqn, hostid, cmd.kato.get());
         ctrl->SetAdminClose(CloseHook());
+        std::weak_ptr<NvmeTarget::Core> w = core_;
+        auto wake = [w] {  // the keep-alive thread picks up a new deadline
+            if (auto core = w.lock()) {
+                util::MutexLock lk(core->mu);
+                core->cv.NotifyAll();
+            }
+        };
+        ctrl->SetKeepAliveWake(wake);
+        wake();
     } else {
         ctrl = subsys->FindController(cd.cntlid.get());
         if (!ctrl)
@@ -320,14 +332,17 @@ void NvmeTarget::CheckKeepAlive() {
 void NvmeTarget::KeepAliveLoop() {
     util::MutexLock lk(core_->mu);
     while (!core_->stop) {
-        // Sleep until the earliest keep-alive deadline (at most a second, so new controllers
-        // are picked up); no wake-ups at all while no controller has a KATO.
-        auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        // Sleep until the earliest keep-alive deadline; no wake-ups at all while no controller
+        // has a KATO (Connect and Set Features KATO wake the thread).
+        auto next = std::chrono::steady_clock::time_point::max();
         for (auto& [nqn, s] : core_->subsystems)
             for (auto& c : s->Controllers())
                 if (c->config().transport == TransportKind::kFabrics && !c->torn_down())
                     next = std::min(next, c->KeepAliveDeadline());
-        core_->cv.WaitUntil(core_->mu, next);
+        if (next == std::chrono::steady_clock::time_point::max())
+            core_->cv.Wait(core_->mu);
+        else
+            core_->cv.WaitUntil(core_->mu, next);
         if (core_->stop) break;
         lk.Unlock();
         CheckKeepAlive();
