@@ -7,7 +7,7 @@
 
 namespace qzns::nvme {
 
-void Controller::AsyncEventRequest(std::shared_ptr<Req> r) {
+void Controller::AsyncEventRequest(Req* r) {
     {
         util::MutexLock lk(mu_);
         if (aers_.size() > kAerl) {
@@ -37,28 +37,28 @@ void Controller::PostEvent(uint8_t type, uint8_t info, uint8_t log_page) {
 }
 
 void Controller::DeliverEvents() {
-    std::vector<std::shared_ptr<Req>> ready;
+    std::vector<Req*> ready;
     {
         util::MutexLock lk(mu_);
         while (!aers_.empty() && !events_.empty()) {
             PendingEvent e = events_.front();
             events_.pop_front();
-            std::shared_ptr<Req> r = aers_.front();
+            Req* r = aers_.front();
             aers_.pop_front();
             r->dw0 = uint32_t{e.type} | (uint32_t{e.info} << 8) | (uint32_t{e.log_page} << 16);
-            ready.push_back(std::move(r));
+            ready.push_back(r);
         }
     }
-    for (auto& r : ready) Complete(r);
+    for (Req* r : ready) Complete(r);
 }
 
 void Controller::AbortPendingAers(uint16_t status) {
-    std::deque<std::shared_ptr<Req>> aers;
+    std::deque<Req*> aers;
     {
         util::MutexLock lk(mu_);
         aers.swap(aers_);
     }
-    for (auto& r : aers) {
+    for (Req* r : aers) {
         r->status = status;
         Complete(r);
     }

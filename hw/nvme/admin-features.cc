@@ -140,7 +140,9 @@ void Controller::SetFeatures(Req& r) {
         break;
     case fid::kKeepAliveTimer:
         kato_ms_ = cdw11;
-        break;
+        lk.Unlock();
+        WakeKeepAlive();
+        return;
     case fid::kIoCommandSetProfile: {
         uint32_t index = Bits(cdw11, 8, 0);
         if (index > 1) { r.status = sc::kIoCommandSetCombinationRejected | sc::kDnr; return; }

@@ -76,7 +76,7 @@ void Controller::Abort(Req& r) {
     r.dw0 = 1;  // bit 0 set: command not aborted
     if (sqid != 0) return;  // I/O commands run to completion: they cannot be recalled
     // A pending Asynchronous Event Request can be aborted.
-    std::shared_ptr<Req> victim;
+    Req* victim = nullptr;
     {
         util::MutexLock lk(mu_);
         for (auto it = aers_.begin(); it != aers_.end(); ++it) {

@@ -22,12 +22,42 @@ int64_t NowNs() {
 }  // namespace
 
 Controller::Controller(std::shared_ptr<Subsystem> subsys, uint16_t cntlid, const ControllerConfig& cfg)
-    : subsys_(std::move(subsys)), cntlid_(cntlid), cfg_(cfg) {
+    : subsys_(std::move(subsys)), cntlid_(cntlid), cfg_(cfg), discovery_(subsys_->config().discovery) {
     feat_.nsqa = feat_.ncqa = static_cast<uint16_t>(cfg_.max_io_queues - 1);
     last_activity_ns_ = NowNs();
+    pools_ = std::make_unique<RequestPool[]>(size_t{cfg_.max_io_queues} + 1);
 }
 
-Controller::~Controller() = default;
+// Every request is back in its free list: each one in flight holds a reference to us.
+Controller::~Controller() {
+    for (size_t q = 0; q <= cfg_.max_io_queues; q++) {
+        util::MutexLock lk(pools_[q].mu);
+        while (Req* r = pools_[q].free) {
+            pools_[q].free = r->next_free;
+            delete r;
+        }
+    }
+}
+
+Controller::Req* Controller::NewRequest(uint16_t qid) {
+    RequestPool& pool = pools_[std::min<size_t>(qid, cfg_.max_io_queues)];
+    Req* r;
+    {
+        util::MutexLock lk(pool.mu);
+        r = pool.free;
+        if (r) pool.free = r->next_free;
+    }
+    if (!r) return new Req();
+    *r = Req{};
+    return r;
+}
+
+void Controller::FreeRequest(Req* r) {
+    RequestPool& pool = pools_[std::min<size_t>(r->qid, cfg_.max_io_queues)];
+    util::MutexLock lk(pool.mu);
+    r->next_free = pool.free;
+    pool.free = r;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Registers
@@ -37,16 +67,19 @@ uint32_t Controller::cc() const {
     return cc_;
 }
 
+uint32_t Controller::MpsMax() const { return discovery_ ? 0 : kMpsMax; }
+
 uint64_t Controller::ReadRegister(uint32_t offset, unsigned size) {
+    // A discovery controller: NVM command set only (the host writes CC.CSS = 0), 4 KiB pages.
     uint64_t cap = uint64_t{cfg_.mqes} | (uint64_t{1} << kCapCqrShift) | (uint64_t{kTimeoutUnits} << kCapToShift) |
-                   (uint64_t{0} << kCapDstrdShift) | kCapCssNvm | kCapCssIoSets |
-                   (uint64_t{0} << kCapMpsminShift) | (uint64_t{kMpsMax} << kCapMpsmaxShift);
+                   (uint64_t{0} << kCapDstrdShift) | kCapCssNvm | (discovery_ ? 0 : kCapCssIoSets) |
+                   (uint64_t{0} << kCapMpsminShift) | (uint64_t{MpsMax()} << kCapMpsmaxShift);
     util::MutexLock lk(mu_);
     uint64_t v = 0;
     switch (offset) {
     case reg::kCap: v = cap; break;
     case reg::kCap + 4: v = cap >> 32; break;
-    case reg::kVs: v = kVersion; break;
+    case reg::kVs: v = discovery_ ? kVersionDiscovery : kVersion; break;
     case reg::kIntms:
     case reg::kIntmc: v = intms_.load(); break;
     case reg::kCc: v = cc_; break;
@@ -130,7 +163,7 @@ void Controller::Enable(uint32_t cc) {
     bool ok = true;
     uint32_t css = CcCss(cc);
     if (css != kCcCssNvm && css != kCcCssAllIoSets && css != kCcCssAdminOnly) ok = false;
-    if (CcMps(cc) > kMpsMax || CcAms(cc) != 0) ok = false;
+    if (CcMps(cc) > MpsMax() || CcAms(cc) != 0) ok = false;
     // Entry sizes may be left 0 by an admin-only host; otherwise they must be 64 / 16 bytes.
     if ((CcIosqes(cc) && CcIosqes(cc) != 6) || (CcIocqes(cc) && CcIocqes(cc) != 4)) ok = false;
     if (cfg_.transport == TransportKind::kFabrics && (CcIosqes(cc) != 6 || CcIocqes(cc) != 4)) ok = false;
@@ -174,6 +207,10 @@ void Controller::Reset() {
 }
 
 void Controller::StartShutdown() {
+    if (discovery_) {  // nothing to persist: shutdown completes at once
+        csts_ = (csts_.load() & ~kCstsShstMask) | (kShstComplete << kCstsShstShift);
+        return;
+    }
     csts_ = (csts_.load() & ~kCstsShstMask) | (kShstOccurring << kCstsShstShift);
     auto self = shared_from_this();
     subsys_->pool().Post([self] {
@@ -182,6 +219,20 @@ void Controller::StartShutdown() {
         (void)self->subsys_->FlushAll();
         self->csts_ = (self->csts_.load() & ~kCstsShstMask) | (kShstComplete << kCstsShstShift);
     });
+}
+
+void Controller::SetKeepAliveWake(std::function<void()> wake) {
+    util::MutexLock lk(mu_);
+    kato_wake_ = std::move(wake);
+}
+
+void Controller::WakeKeepAlive() {
+    std::function<void()> wake;
+    {
+        util::MutexLock lk(mu_);
+        wake = kato_wake_;
+    }
+    if (wake) wake();
 }
 
 void Controller::SetPciHooks(PciQueueHooks* hooks) {
@@ -286,12 +337,7 @@ std::shared_ptr<Namespace> Controller::ActiveNamespace(uint32_t nsid) const {
 uint64_t Controller::MaxTransferBytes() const { return cfg_.mdts ? (uint64_t{4096} << cfg_.mdts) : ~0ull; }
 
 uint32_t Controller::EffectiveZasl() const {
-    uint64_t limit = 0;  // 0: no backend limit
-    for (auto& ns : subsys_->Namespaces()) {
-        if (!ns->zoned()) continue;
-        uint64_t m = ns->max_append_bytes();
-        if (m && (!limit || m < limit)) limit = m;
-    }
+    uint64_t limit = subsys_->MinZonedAppendBytes();  // 0: no backend limit
     if (!limit) return 0;
     uint32_t zasl = 0;
     while ((uint64_t{4096} << (zasl + 1)) <= limit) zasl++;
@@ -365,13 +411,15 @@ void Controller::SetState(Req& r, RequestState s) {
     in_state_[static_cast<size_t>(s)]++;
 }
 
-void Controller::Submit(uint16_t qid, const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done) {
-    auto r = std::make_shared<Req>();
+void Controller::Submit(uint16_t qid, const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done,
+                        int32_t sqhd) {
+    Req* r = NewRequest(qid);
     r->ctrl = shared_from_this();
     r->qid = qid;
     r->cmd = Load<Sqe>(sqe.b);
     r->data = data;
-    r->done = std::move(done);
+    r->done = done;
+    r->sqhd = sqhd;
     in_state_[static_cast<size_t>(RequestState::kQueued)]++;
     Touch();
     if (torn_down_.load()) {
@@ -386,15 +434,15 @@ void Controller::Submit(uint16_t qid, const SqeBytes& sqe, std::span<uint8_t> da
         Complete(r);
         return;
     }
-    Dispatch(std::move(r));
+    Dispatch(r);
 }
 
-void Controller::Dispatch(std::shared_ptr<Req> r) {
+void Controller::Dispatch(Req* r) {
     if (r->qid == 0) {
         // Commands that need no storage are answered at once; AERs wait for an event.
         switch (r->cmd.opcode) {
         case opc::kAsyncEventRequest:
-            AsyncEventRequest(std::move(r));
+            AsyncEventRequest(r);
             return;
         case opc::kKeepAlive:
             KeepAlive(*r);
@@ -403,9 +451,13 @@ void Controller::Dispatch(std::shared_ptr<Req> r) {
         default:
             break;
         }
+    } else if (!(r->cmd.flags & 0x03)) {
+        SetState(*r, RequestState::kExecuting);
+        if (StartAsyncIo(*r)) return;
     }
+    // The pool's task is two words (no allocation inside std::function).
     subsys_->pool().Post([r] {
-        r->ctrl->SetState(*r, RequestState::kExecuting);
+        if (r->state == RequestState::kQueued) r->ctrl->SetState(*r, RequestState::kExecuting);
         r->ctrl->Execute(*r);
         r->ctrl->Complete(r);
     });
@@ -418,6 +470,10 @@ void Controller::Execute(Req& r) {
     }
     if (r.qid != 0) {
         ExecuteIo(r);
+        return;
+    }
+    if (discovery_) {
+        ExecuteDiscoveryAdmin(r);
         return;
     }
     bool pci = cfg_.transport == TransportKind::kPci;
@@ -435,10 +491,11 @@ void Controller::Execute(Req& r) {
     }
 }
 
-void Controller::Complete(const std::shared_ptr<Req>& r) {
+void Controller::Complete(Req* r) {
     Cqe cqe{};
     cqe.dw0.set(r->dw0);
     cqe.dw1.set(r->dw1);
+    if (r->sqhd >= 0) cqe.sqhd.set(static_cast<uint16_t>(r->sqhd));
     cqe.sqid.set(r->qid);
     cqe.cid.set(r->cmd.cid.get());
     cqe.status.set(static_cast<uint16_t>(r->status << 1));
@@ -452,10 +509,11 @@ void Controller::Complete(const std::shared_ptr<Req>& r) {
     CqeBytes out;
     std::memcpy(out.b, &cqe, sizeof(cqe));
     uint32_t c2h = r->status == sc::kSuccess || r->c2h_len ? r->c2h_len : 0;
-    CompletionFn done = std::move(r->done);
+    CompletionFn done = r->done;
     r->ns.reset();
-    auto keep = r->ctrl;  // the controller outlives the callback
-    r->ctrl.reset();
+    // The controller outlives the callback and the request's return to its free list.
+    std::shared_ptr<Controller> keep = std::move(r->ctrl);
+    FreeRequest(r);
     if (done) done(out, c2h);
 }
 

@@ -3,9 +3,13 @@
 // command sets. Transports feed it SQEs with data as byte spans (they own PRP/SGL handling,
 // doorbells, interrupts, sockets) and receive CQEs through a callback.
 //
-// Threading: Submit() never blocks on storage. Commands run on the subsystem's WorkerPool, many
-// at once per queue; their completion callbacks run on a worker thread (or on the caller's
-// thread for commands that need no I/O). Register access and Submit are thread-safe.
+// Threading: Submit() never blocks on storage. Read, Write, Append, Write Zeroes and a
+// namespace's Flush run to completion: Submit hands them straight to the backend's asynchronous
+// interface on the caller's thread, and they complete from the backend's callback (an I/O
+// engine thread, or inside Submit). Other commands run on the subsystem's WorkerPool. A
+// completion callback therefore runs on an engine or worker thread, or on the caller's.
+// Requests come from per-queue free lists, so a steady stream of I/O allocates nothing.
+// Register access and Submit are thread-safe.
 //
 // Files: ctrl.cc (registers, dispatch, completion), admin-identify.cc, admin-log.cc,
 // admin-features.cc, admin-queues.cc (queue create/delete, abort, keep alive), admin-aer.cc,
@@ -122,8 +126,10 @@ public:
     uint32_t interrupt_mask() const { return intms_.load(); }  // PCI INTMS/INTMC (pin/MSI only)
 
     // ---- commands ----
-    // Submits one command of queue `qid` (0 = admin). `done` runs exactly once.
-    void Submit(uint16_t qid, const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done);
+    // Submits one command of queue `qid` (0 = admin). `done` runs exactly once. A fabrics
+    // queue passes the SQ head to report in the CQE (`sqhd` >= 0).
+    void Submit(uint16_t qid, const SqeBytes& sqe, std::span<uint8_t> data, CompletionFn done,
+                int32_t sqhd = -1);
     DataTransfer TransferOf(uint16_t qid, const SqeBytes& sqe) const;
 
     // ---- PCI transports ----
@@ -137,6 +143,9 @@ public:
     uint16_t AttachIoQueue(uint16_t qid, uint16_t sqsize, std::function<void()> close);
     void DetachIoQueue(uint16_t qid);
     void SetAdminClose(std::function<void()> close);
+    // Called after Set Features changes KATO, so the target's keep-alive thread re-reads the
+    // deadline (it sleeps without a timeout while no controller has one).
+    void SetKeepAliveWake(std::function<void()> wake);
     // The association is over (admin queue gone, keep-alive expired, subsystem removed): pending
     // AERs complete as aborted, queues are asked to close, later commands fail.
     void Teardown(const char* why);
@@ -149,6 +158,9 @@ public:
     void Touch();
 
     // ---- events ----
+    // Discovery subsystem: the record set changed; a Discovery Log Page Change notice goes to
+    // the host if it enabled the event (AEC bit 31).
+    void OnDiscoveryLogChanged();
     // A zone of namespace `nsid` changed without the host asking (fault injection, RRL/FRL):
     // record it in the Changed Zone List and post a Zone Descriptor Changed notice.
     void OnZoneChanged(uint32_t nsid, uint64_t zslba);
@@ -171,16 +183,24 @@ public:
         uint16_t status = 0;
         uint32_t c2h_len = 0;
         uint64_t err_lba = 0;
+        int32_t sqhd = -1;
         RequestState state = RequestState::kQueued;
+        // Run-to-completion I/O (io.cc): the backend request and how to account it.
+        BlkRequest blk;
+        IoKind io_kind = IoKind::kOther;
+        Request* next_free = nullptr;  // the queue's free list
     };
 
 private:
     friend class ControllerTestPeer;
     using Req = Request;
 
-    void Dispatch(std::shared_ptr<Req> r);
+    void Dispatch(Req* r);
     void Execute(Req& r);
-    void Complete(const std::shared_ptr<Req>& r);
+    void Complete(Req* r);
+    // Per-queue free lists of requests: allocated on first use, reused for the controller's life.
+    Req* NewRequest(uint16_t qid);
+    void FreeRequest(Req* r);
     void SetState(Req& r, RequestState s);
 
     // ctrl.cc: CC transitions.
@@ -189,12 +209,18 @@ private:
     void Reset();
     void StartShutdown();
     uint32_t EffectiveZasl() const;
+    uint32_t MpsMax() const;  // CAP.MPSMAX
     uint64_t MaxTransferBytes() const;
     // Fails `r` with Invalid Field / SGL length when the data buffer is too short for `need`.
     bool CheckData(Req& r, uint64_t need);
     // Copies `src` into the c2h buffer (up to `want` bytes) and sets c2h_len.
     void ReturnData(Req& r, const void* src, size_t len, size_t want);
 
+    // admin-discovery.cc: the discovery subsystem's admin command set
+    void ExecuteDiscoveryAdmin(Req& r);
+    void IdentifyDiscovery(Req& r);
+    void DiscoveryLogPage(Req& r);
+    void DiscoveryFeatures(Req& r);
     // admin-identify.cc
     void Identify(Req& r);
     void FillIdCtrl(IdCtrl* id) const;
@@ -212,26 +238,28 @@ private:
     void Abort(Req& r);
     void KeepAlive(Req& r);
     // admin-aer.cc
-    void AsyncEventRequest(std::shared_ptr<Req> r);
+    void AsyncEventRequest(Req* r);
     void PostEvent(uint8_t type, uint8_t info, uint8_t log_page);
     void DeliverEvents() EXCLUDES(mu_);
     void AbortPendingAers(uint16_t status);
     void ClearEventMask(uint8_t log_page);
     // io.cc
+    // Starts Read/Write/Append/Write Zeroes/namespace Flush on the backend's asynchronous
+    // interface; false for commands that run on the worker pool instead.
+    bool StartAsyncIo(Req& r);
+    static void OnAsyncIoDone(BlkRequest* b);
     void ExecuteIo(Req& r);
-    void ReadWrite(Req& r, bool write);
-    void Flush(Req& r);
-    void WriteZeroes(Req& r);
+    void Flush(Req& r);  // NSID FFFFFFFFh
     void DatasetManagement(Req& r);
     void Compare(Req& r);
     // zns.cc
     void ZoneMgmtSend(Req& r);
     void ZoneMgmtRecv(Req& r);
-    void ZoneAppend(Req& r);
 
     std::shared_ptr<Subsystem> subsys_;
     const uint16_t cntlid_;
     const ControllerConfig cfg_;
+    const bool discovery_;  // a controller of the discovery subsystem
     const std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
 
     // Registers.
@@ -267,6 +295,8 @@ private:
     std::atomic<uint32_t> kato_ms_{0};
     std::atomic<int64_t> last_activity_ns_{0};
     std::function<void()> admin_close_ GUARDED_BY(mu_);
+    std::function<void()> kato_wake_ GUARDED_BY(mu_);
+    void WakeKeepAlive() EXCLUDES(mu_);
     std::map<uint16_t, std::function<void()>> io_queues_ GUARDED_BY(mu_);  // fabrics: qid -> close
     std::atomic<bool> torn_down_{false};
 
@@ -278,7 +308,7 @@ private:
     struct PendingEvent {
         uint8_t type, info, log_page;
     };
-    std::deque<std::shared_ptr<Req>> aers_ GUARDED_BY(mu_);
+    std::deque<Req*> aers_ GUARDED_BY(mu_);
     std::deque<PendingEvent> events_ GUARDED_BY(mu_);
     std::set<uint8_t> masked_log_pages_ GUARDED_BY(mu_);  // an event for this log page is outstanding
 
@@ -303,7 +333,14 @@ private:
     std::atomic<uint64_t> in_state_[static_cast<size_t>(RequestState::kCount)] = {};
     std::atomic<uint64_t> completed_{0}, failed_{0};
 
-    static constexpr unsigned kAerl = 3;   // 4 outstanding AERs
+    struct RequestPool {
+        util::Mutex mu;  // submitting and completing threads of one queue
+        Req* free GUARDED_BY(mu) = nullptr;
+    };
+    std::unique_ptr<RequestPool[]> pools_;  // index: qid (0..max_io_queues)
+
+    static constexpr unsigned kAerl = 3;
+    static constexpr uint32_t kVersionDiscovery = 0x00010300;  // 1.3, as nvmet's discovery reports   // 4 outstanding AERs
     static constexpr unsigned kElpe = 63;  // 64 error log entries
 };
 

@@ -1,8 +1,10 @@
 // The discovery subsystem (NVMe-oF 1.1 §5): what `nvme discover` and `nvme connect-all` talk
-// to. DiscoveryTarget is the FabricsTarget of a discovery port (commonly 8009); its controllers
-// answer Identify Controller (CNTRLTYPE 2), Get Log Page 70h (one record per exported subsystem
-// and port), Keep Alive, Get/Set Features, AER and the fabrics Connect / Property commands, and
-// nothing else (Linux's nvmet accepts the same set). PortTarget lets an I/O port answer the
+// to. DiscoveryTarget is the FabricsTarget of a discovery port (commonly 8009). It is an
+// NvmeTarget holding one Subsystem of the discovery kind, so its controllers are the same
+// Controller code as any NVM subsystem's (CC state machine, Connect, Property Get/Set,
+// keep-alive, AER); only the admin command set differs (admin-discovery.cc: Identify
+// Controller with CNTRLTYPE 2, Get Log Page 70h with one record per exported subsystem and
+// port, Get/Set Features), as in Linux's nvmet and SPDK. PortTarget lets an I/O port answer the
 // well-known discovery NQN too, as nvmet does.
 #pragma once
 
@@ -14,69 +16,10 @@
 #include <thread>
 #include <vector>
 
+#include "hw/nvme/discovery-log.h"
 #include "hw/nvme/fabrics-target.h"
-#include "util/endian.h"
 
 namespace qzns::nvme {
-
-inline constexpr char kDiscoveryNqn[] = "nqn.2014-08.org.nvmexpress.discovery";
-
-// Discovery Log Page (LID 70h): a 1024-byte header, then NUMREC 1024-byte entries.
-inline constexpr uint8_t kLidDiscovery = 0x70;
-
-struct DiscoveryLogHeader {
-    le64 genctr;  // changes whenever the record set changes
-    le64 numrec;
-    le16 recfmt;  // 0
-    uint8_t rsvd18[1006];
-};
-static_assert(sizeof(DiscoveryLogHeader) == 1024);
-
-struct DiscoveryLogEntry {
-    uint8_t trtype;   // transport type (3 = TCP)
-    uint8_t adrfam;   // address family (1 = IPv4, 2 = IPv6)
-    uint8_t subtype;  // 2 = NVM subsystem, 3 = current discovery subsystem
-    uint8_t treq;     // bits 1:0 secure channel (2 = not required), bit 2 SQ flow control disable
-    le16 portid;
-    le16 cntlid;  // FFFFh: dynamic controller model
-    le16 asqsz;   // maximum admin SQ size a Connect may ask for
-    le16 eflags;
-    uint8_t rsvd12[20];
-    char trsvcid[32];  // ASCII port number, NUL padded
-    uint8_t rsvd64[192];
-    char subnqn[256];
-    char traddr[256];  // ASCII numeric address, NUL padded
-    uint8_t tsas[256];  // transport specific; TCP: byte 0 SECTYPE (0 = no security)
-};
-static_assert(sizeof(DiscoveryLogEntry) == 1024);
-static_assert(offsetof(DiscoveryLogEntry, portid) == 4 && offsetof(DiscoveryLogEntry, cntlid) == 6 &&
-              offsetof(DiscoveryLogEntry, asqsz) == 8 && offsetof(DiscoveryLogEntry, eflags) == 10 &&
-              offsetof(DiscoveryLogEntry, trsvcid) == 32 && offsetof(DiscoveryLogEntry, subnqn) == 256 &&
-              offsetof(DiscoveryLogEntry, traddr) == 512 && offsetof(DiscoveryLogEntry, tsas) == 768);
-
-namespace disc {
-constexpr uint8_t kTrtypeTcp = 3;
-constexpr uint8_t kAdrfamIpv4 = 1;
-constexpr uint8_t kAdrfamIpv6 = 2;
-constexpr uint8_t kSubtypeNvm = 2;
-constexpr uint8_t kTreqSecureChannelNotRequired = 2;
-constexpr uint8_t kSectypeNone = 0;
-constexpr uint16_t kAsqsz = 32;  // the Linux host's admin queue depth
-// Asynchronous event: Notice, Discovery Log Page Change (F0h); OAES / AEC bit 31.
-constexpr uint8_t kAenInfoDiscoveryLogChange = 0xf0;
-constexpr uint32_t kAecDiscoveryLogChange = 1u << 31;
-}  // namespace disc
-
-// One (subsystem, port) pair a host may connect to.
-struct DiscoveryRecord {
-    std::string subnqn;
-    std::string traddr;  // numeric IPv4 or IPv6 address, no brackets
-    uint16_t trsvcid = 4420;
-    uint16_t portid = 1;
-    // Host NQNs allowed to see the record; empty = every host (nvmet also hides subsystems a
-    // host may not connect to).
-    std::vector<std::string> allowed_hosts;
-};
 
 struct DiscoveryOptions {
     // A controller whose host stayed silent for KATO plus this grace is torn down.
@@ -85,6 +28,9 @@ struct DiscoveryOptions {
     std::string model = "qzns discovery controller";
     std::string firmware = "0.1.0";
 };
+
+class Subsystem;
+class NvmeTarget;
 
 class DiscoveryTarget final : public FabricsTarget {
 public:
@@ -105,12 +51,9 @@ public:
     // Live discovery controllers (tests, query commands).
     size_t controller_count() const;
 
-    struct Core;  // shared with the queues, which may outlive the target object
-
 private:
-    void KeepAliveLoop();
-    std::shared_ptr<Core> core_;
-    std::thread ka_thread_;
+    std::shared_ptr<Subsystem> subsys_;
+    std::unique_ptr<NvmeTarget> target_;
 };
 
 // The FabricsTarget of an I/O port: a queue whose Connect names the discovery NQN goes to

@@ -54,7 +54,7 @@ private:
         bool closed GUARDED_BY(mu) = false;
     };
     void Connect(const SqeBytes& sqe, std::span<uint8_t> data, const CompletionFn& done);
-    void Property(const FabricsCmd& cmd, const SqeBytes& sqe, const CompletionFn& done);
+    void Property(const FabricsCmd& cmd, const SqeBytes& sqe, const SqhdCompletion& done);
     std::function<void()> CloseHook() {
         std::weak_ptr<Shared> w = state_;
         return [w] {
@@ -70,20 +70,9 @@ private:
             if (c) c();
         };
     }
-    // `sqsize` is sqsize_, read by the caller under mu_.
-    CompletionFn WithSqhd(CompletionFn done, uint16_t sqsize) {
-        // SQ head pointer: one step per command, wrapping at the queue size (the TCP host
-        // ignores it, but it is what the field means).
-        uint32_t size = sqsize + 1u;
-        uint16_t head = static_cast<uint16_t>(sqhd_.fetch_add(1) % size + 1);
-        if (head == size) head = 0;
-        return [done = std::move(done), head](const CqeBytes& cqe, uint32_t n) {
-            CqeBytes c = cqe;
-            le16 h(head);
-            std::memcpy(c.b + 8, &h, 2);
-            done(c, n);
-        };
-    }
+    // `sqsize` is sqsize_, read by the caller under mu_. (The TCP host ignores SQHD, but it
+    // is what the field means.)
+    SqhdCompletion WithSqhd(CompletionFn done, uint16_t sqsize) { return {done, NextSqhd(sqhd_, sqsize)}; }
 
     std::shared_ptr<NvmeTarget::Core> core_;
     std::string peer_;
@@ -151,7 +140,7 @@ void FabricsQueueImpl::Submit(const SqeBytes& sqe, std::span<uint8_t> data, Comp
         done(MakeCqe(cid, sc::kCommandSequenceError | sc::kDnr), 0);
         return;
     }
-    ctrl->Submit(qid, sqe, data, WithSqhd(std::move(done), sqsize));
+    ctrl->Submit(qid, sqe, data, done, NextSqhd(sqhd_, sqsize));
 }
 
 void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, const CompletionFn& done) {
@@ -174,6 +163,9 @@ void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, con
     if (!subsys->HostAllowed(hostnqn))
         return fail(sc::kConnectInvalidHost | sc::kDnr, ConnectIpoData(offsetof(ConnectData, hostnqn)));
     uint16_t qid = cmd.qid.get(), sqsize = cmd.sqsize.get();
+    // A discovery controller has only the admin queue.
+    if (subsys->config().discovery && qid != 0)
+        return fail(sc::kConnectInvalidParameters | sc::kDnr, ConnectIpoSqe(offsetof(ConnectCmd, qid)));
     const ControllerConfig& limits = subsys->config().ctrl;
     if (sqsize == 0 || sqsize > limits.mqes)
         return fail(sc::kConnectInvalidParameters | sc::kDnr, ConnectIpoSqe(offsetof(ConnectCmd, sqsize)));
@@ -188,6 +180,15 @@ void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, con
         std::memcpy(hostid.data(), cd.hostid, 16);
         ctrl->SetHost(hostnqn, hostid, cmd.kato.get());
         ctrl->SetAdminClose(CloseHook());
+        std::weak_ptr<NvmeTarget::Core> w = core_;
+        auto wake = [w] {  // the keep-alive thread picks up a new deadline
+            if (auto core = w.lock()) {
+                util::MutexLock lk(core->mu);
+                core->cv.NotifyAll();
+            }
+        };
+        ctrl->SetKeepAliveWake(wake);
+        wake();
     } else {
         ctrl = subsys->FindController(cd.cntlid.get());
         if (!ctrl)
@@ -214,7 +215,7 @@ void FabricsQueueImpl::Connect(const SqeBytes& sqe, std::span<uint8_t> data, con
     WithSqhd(done, sqsize)(MakeCqe(cid, sc::kSuccess, ctrl->cntlid()), 0);
 }
 
-void FabricsQueueImpl::Property(const FabricsCmd& cmd, const SqeBytes& sqe, const CompletionFn& done) {
+void FabricsQueueImpl::Property(const FabricsCmd& cmd, const SqeBytes& sqe, const SqhdCompletion& done) {
     PropertyCmd p = Load<PropertyCmd>(sqe.b);
     uint16_t cid = cmd.cid.get();
     unsigned size = (p.attrib & 0x7) == 1 ? 8 : (p.attrib & 0x7) == 0 ? 4 : 0;
@@ -331,14 +332,17 @@ void NvmeTarget::CheckKeepAlive() {
 void NvmeTarget::KeepAliveLoop() {
     util::MutexLock lk(core_->mu);
     while (!core_->stop) {
-        // Sleep until the earliest keep-alive deadline (at most a second, so new controllers
-        // are picked up); no wake-ups at all while no controller has a KATO.
-        auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        // Sleep until the earliest keep-alive deadline; no wake-ups at all while no controller
+        // has a KATO (Connect and Set Features KATO wake the thread).
+        auto next = std::chrono::steady_clock::time_point::max();
         for (auto& [nqn, s] : core_->subsystems)
             for (auto& c : s->Controllers())
                 if (c->config().transport == TransportKind::kFabrics && !c->torn_down())
                     next = std::min(next, c->KeepAliveDeadline());
-        core_->cv.WaitUntil(core_->mu, next);
+        if (next == std::chrono::steady_clock::time_point::max())
+            core_->cv.Wait(core_->mu);
+        else
+            core_->cv.WaitUntil(core_->mu, next);
         if (core_->stop) break;
         lk.Unlock();
         CheckKeepAlive();

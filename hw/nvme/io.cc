@@ -1,6 +1,6 @@
-// NVM command set I/O: Read, Write (FUA), Flush, Write Zeroes, Dataset Management, Compare.
-// Zoned namespaces get the same commands; the zone rules are the backend's (status via
-// NvmeStatusOfResult), the ZNS-only commands are in zns.cc.
+// NVM command set I/O: Read, Write (FUA), Flush, Write Zeroes, Dataset Management, Compare,
+// and Zone Append's data path. Zoned namespaces get the same commands; the zone rules are the
+// backend's (status via NvmeStatusOfResult), zone management is in zns.cc.
 #include <cstring>
 #include <memory>
 #include <set>
@@ -9,6 +9,145 @@
 #include "hw/nvme/subsystem.h"
 
 namespace qzns::nvme {
+
+// ---- run to completion: Read, Write, Append, Write Zeroes, a namespace's Flush ----
+
+namespace {
+
+bool ValidLength(Controller::Request& r, uint64_t len, uint64_t max_transfer) {
+    if (len > max_transfer) {
+        r.status = sc::kInvalidField | sc::kDnr;
+        return false;
+    }
+    if (r.data.size() < len) {
+        r.status = sc::kDataSglLengthInvalid | sc::kDnr;
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+bool Controller::StartAsyncIo(Req& r) {
+    const uint8_t op = r.cmd.opcode;
+    const uint32_t nsid = r.cmd.nsid.get();
+    switch (op) {
+    case opc::kRead:
+    case opc::kWrite:
+    case opc::kWriteZeroes:
+    case opc::kZoneAppend: break;
+    case opc::kFlush:
+        if (nsid == 0xffffffffu) return false;  // every namespace: on the pool
+        break;
+    default: return false;
+    }
+    r.ns = ActiveNamespace(nsid);
+    if (!r.ns) {
+        r.status = sc::kInvalidNamespace | sc::kDnr;
+        Complete(&r);
+        return true;
+    }
+    Namespace& ns = *r.ns;
+    if (op == opc::kZoneAppend && !ns.zoned()) return false;  // ExecuteIo: Invalid Opcode
+    BlkRequest& b = r.blk;
+    b = BlkRequest{};
+    const uint64_t slba = r.cmd.slba();
+    const uint32_t cdw12 = r.cmd.cdw12.get();
+    const uint64_t nlb = Bits(cdw12, 15, 0) + 1ull;
+    b.fua = Bit(cdw12, 30) || !write_cache_.load();
+    r.err_lba = slba;
+    r.io_kind = op == opc::kRead ? IoKind::kRead : IoKind::kWrite;
+    bool ok = true;
+    switch (op) {
+    case opc::kRead:
+    case opc::kWrite:
+        b.op = op == opc::kRead ? BlkOp::kRead : BlkOp::kWrite;
+        b.len = nlb << ns.lba_shift();
+        if (!ns.InRange(slba, nlb)) {
+            r.status = sc::kLbaOutOfRange | sc::kDnr;
+            ok = false;
+        } else {
+            ok = ValidLength(r, b.len, MaxTransferBytes());
+        }
+        b.off = ns.ByteOffset(slba);
+        b.buf = r.data.data();
+        break;
+    case opc::kZoneAppend: {
+        b.op = BlkOp::kAppend;
+        b.len = nlb << ns.lba_shift();
+        uint32_t zasl = EffectiveZasl();
+        uint64_t limit = zasl ? (uint64_t{4096} << zasl) : MaxTransferBytes();
+        if (slba >= ns.nsze()) {
+            r.status = sc::kLbaOutOfRange | sc::kDnr;
+            ok = false;
+        } else if (slba % ns.zsze()) {
+            r.status = sc::kInvalidField | sc::kDnr;
+            ok = false;
+        } else {
+            ok = ValidLength(r, b.len, limit);
+        }
+        b.off = ns.ByteOffset(slba);
+        b.buf = r.data.data();
+        break;
+    }
+    case opc::kWriteZeroes:
+        b.op = BlkOp::kWriteZeroes;
+        b.len = nlb << ns.lba_shift();
+        b.off = ns.ByteOffset(slba);
+        if (!ns.InRange(slba, nlb)) {
+            r.status = sc::kLbaOutOfRange | sc::kDnr;
+            ok = false;
+        }
+        break;
+    case opc::kFlush:
+        b.op = BlkOp::kFlush;
+        b.fua = false;
+        break;
+    default: break;
+    }
+    if (!ok) {
+        Complete(&r);
+        return true;
+    }
+    b.done = &Controller::OnAsyncIoDone;
+    b.opaque = &r;
+    ns.backend().Submit(&b);
+    return true;
+}
+
+// The backend finished r.blk: on an I/O engine or pool thread, or inside Submit.
+void Controller::OnAsyncIoDone(BlkRequest* b) {
+    Req& r = *static_cast<Req*>(b->opaque);
+    Controller& c = *r.ctrl;
+    Namespace& ns = *r.ns;
+    r.status = NvmeStatusOfResult(b->result, r.io_kind, ns.zoned());
+    if (r.status == sc::kSuccess) {
+        switch (b->op) {
+        case BlkOp::kRead:
+            c.units_read_ += b->len;
+            c.host_reads_++;
+            r.c2h_len = static_cast<uint32_t>(b->len);
+            break;
+        case BlkOp::kAppend: {
+            uint64_t lba = ns.LbaOfByte(b->result.value);
+            r.dw0 = static_cast<uint32_t>(lba);
+            r.dw1 = static_cast<uint32_t>(lba >> 32);
+            c.units_written_ += b->len;
+            c.host_writes_++;
+            break;
+        }
+        case BlkOp::kWrite:
+            c.units_written_ += b->len;
+            c.host_writes_++;
+            break;
+        case BlkOp::kWriteZeroes: c.host_writes_++; break;
+        default: break;
+        }
+    }
+    c.Complete(&r);
+}
+
+// ---- on the worker pool: everything else ----
 
 void Controller::ExecuteIo(Req& r) {
     uint8_t op = r.cmd.opcode;
@@ -19,12 +158,10 @@ void Controller::ExecuteIo(Req& r) {
     }
     r.ns = ActiveNamespace(nsid);
     if (!r.ns) { r.status = sc::kInvalidNamespace | sc::kDnr; return; }
+    // Read, Write, Write Zeroes, a namespace's Flush and (zoned) Zone Append ran to completion
+    // in StartAsyncIo and never come here.
     switch (op) {
-    case opc::kFlush: Flush(r); return;
-    case opc::kWrite: ReadWrite(r, true); return;
-    case opc::kRead: ReadWrite(r, false); return;
     case opc::kCompare: Compare(r); return;
-    case opc::kWriteZeroes: WriteZeroes(r); return;
     case opc::kDatasetManagement: DatasetManagement(r); return;
     default: break;
     }
@@ -32,36 +169,10 @@ void Controller::ExecuteIo(Req& r) {
         switch (op) {
         case opc::kZoneMgmtSend: ZoneMgmtSend(r); return;
         case opc::kZoneMgmtRecv: ZoneMgmtRecv(r); return;
-        case opc::kZoneAppend: ZoneAppend(r); return;
         default: break;
         }
     }
     r.status = sc::kInvalidOpcode | sc::kDnr;
-}
-
-void Controller::ReadWrite(Req& r, bool write) {
-    Namespace& ns = *r.ns;
-    uint64_t slba = r.cmd.slba();
-    uint32_t cdw12 = r.cmd.cdw12.get();
-    uint64_t nlb = Bits(cdw12, 15, 0) + 1ull;
-    bool fua = Bit(cdw12, 30) || !write_cache_.load();
-    r.err_lba = slba;
-    if (!ns.InRange(slba, nlb)) { r.status = sc::kLbaOutOfRange | sc::kDnr; return; }
-    uint64_t len = nlb << ns.lba_shift();
-    if (len > MaxTransferBytes()) { r.status = sc::kInvalidField | sc::kDnr; return; }
-    if (!CheckData(r, len)) return;
-    BlkResult res = write ? ns.backend().Write(ns.ByteOffset(slba), r.data.data(), len, fua)
-                          : ns.backend().Read(ns.ByteOffset(slba), r.data.data(), len);
-    r.status = NvmeStatusOfResult(res, write ? IoKind::kWrite : IoKind::kRead, ns.zoned());
-    if (r.status != sc::kSuccess) return;
-    if (write) {
-        units_written_ += len;
-        host_writes_++;
-    } else {
-        units_read_ += len;
-        host_reads_++;
-        r.c2h_len = static_cast<uint32_t>(len);
-    }
 }
 
 void Controller::Compare(Req& r) {
@@ -81,31 +192,14 @@ void Controller::Compare(Req& r) {
     if (std::memcmp(buf.get(), r.data.data(), len) != 0) r.status = sc::kCompareFailure | sc::kDnr;
 }
 
+// Flush of NSID FFFFFFFFh (VWC bits 2:1 = 11b): every namespace, each backend once.
 void Controller::Flush(Req& r) {
-    if (r.ns) {
-        r.status = NvmeStatusOfResult(r.ns->backend().Flush(), IoKind::kWrite, r.ns->zoned());
-        return;
-    }
-    // NSID FFFFFFFFh (VWC bits 2:1 = 11b): every namespace, each backend once.
     std::set<BlockBackend*> done;
     for (auto& ns : subsys_->Namespaces()) {
         if (!NamespaceActive(*ns) || !done.insert(&ns->backend()).second) continue;
         uint16_t st = NvmeStatusOfResult(ns->backend().Flush(), IoKind::kWrite, ns->zoned());
         if (st != sc::kSuccess) r.status = st;
     }
-}
-
-void Controller::WriteZeroes(Req& r) {
-    Namespace& ns = *r.ns;
-    uint64_t slba = r.cmd.slba();
-    uint32_t cdw12 = r.cmd.cdw12.get();
-    uint64_t nlb = Bits(cdw12, 15, 0) + 1ull;
-    bool fua = Bit(cdw12, 30) || !write_cache_.load();
-    r.err_lba = slba;
-    if (!ns.InRange(slba, nlb)) { r.status = sc::kLbaOutOfRange | sc::kDnr; return; }
-    BlkResult res = ns.backend().WriteZeroes(ns.ByteOffset(slba), nlb << ns.lba_shift(), fua);
-    r.status = NvmeStatusOfResult(res, IoKind::kWrite, ns.zoned());
-    if (r.status == sc::kSuccess) host_writes_++;
 }
 
 void Controller::DatasetManagement(Req& r) {

@@ -12,11 +12,16 @@ Result<std::shared_ptr<Subsystem>> Subsystem::Create(SubsystemConfig cfg) {
     if (cfg.ctrl.max_io_queues == 0 || cfg.ctrl.mqes < 1)
         return Status::Error(EINVAL, "a controller needs at least one I/O queue of two entries");
     if (cfg.max_nsid == 0 || cfg.max_nsid >= 0xfffffffeu) return Status::Error(EINVAL, "max_nsid out of range");
+    if (cfg.discovery && cfg.nqn != kDiscoveryNqn)
+        return Status::Error(EINVAL, std::string("the discovery subsystem's NQN is ") + kDiscoveryNqn);
+    if (!cfg.discovery && cfg.nqn == kDiscoveryNqn)
+        return Status::Error(EINVAL, std::string(kDiscoveryNqn) + " names the discovery subsystem");
     return std::shared_ptr<Subsystem>(new Subsystem(std::move(cfg)));
 }
 
 Subsystem::Subsystem(SubsystemConfig cfg)
     : cfg_(std::move(cfg)),
+      discovery_log_(cfg_.discovery ? std::make_unique<DiscoveryLog>() : nullptr),
       pool_(std::make_shared<WorkerPool>(cfg_.worker_threads)),
       timer_(std::make_shared<TimerState>()) {}
 
@@ -41,6 +46,7 @@ uint32_t Subsystem::FreeNsidLocked(uint32_t from) const {
 }
 
 Result<std::vector<uint32_t>> Subsystem::AddBackend(std::shared_ptr<BlockBackend> be, const NamespaceOptions& opts) {
+    if (cfg_.discovery) return Status::Error(EINVAL, "the discovery subsystem has no namespaces");
     std::vector<std::shared_ptr<Namespace>> made;
     bool timers = false;
     {
@@ -109,6 +115,17 @@ std::vector<std::shared_ptr<Namespace>> Subsystem::Namespaces() const {
     std::vector<std::shared_ptr<Namespace>> v;
     for (auto& [nsid, ns] : namespaces_) v.push_back(ns);
     return v;
+}
+
+uint64_t Subsystem::MinZonedAppendBytes() const {
+    util::MutexLock lk(mu_);
+    uint64_t limit = 0;
+    for (auto& [nsid, ns] : namespaces_) {
+        if (!ns->zoned()) continue;
+        uint64_t m = ns->max_append_bytes();
+        if (m && (!limit || m < limit)) limit = m;
+    }
+    return limit;
 }
 
 Status Subsystem::InjectZoneFault(uint32_t nsid, uint64_t zslba, ZoneState state) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hw/nvme/ctrl.h"
+#include "hw/nvme/discovery-log.h"
 #include "hw/nvme/fabrics-target.h"
 #include "hw/nvme/namespace.h"
 #include "hw/nvme/worker-pool.h"
@@ -32,6 +33,9 @@ struct SubsystemConfig {
     bool multi_controller = false;
     std::vector<std::string> allowed_hosts;  // host NQNs when !allow_any_host
     ControllerConfig ctrl;
+    // The discovery subsystem (NQN kDiscoveryNqn): no namespaces and no I/O queues; its
+    // controllers answer the discovery command set (admin-discovery.cc) from discovery_log().
+    bool discovery = false;
 };
 
 class Subsystem : public std::enable_shared_from_this<Subsystem> {
@@ -41,6 +45,8 @@ public:
 
     const std::string& nqn() const { return cfg_.nqn; }
     const SubsystemConfig& config() const { return cfg_; }
+    // The discovery subsystem's records; null for an NVM subsystem.
+    DiscoveryLog* discovery_log() const { return discovery_log_.get(); }
     WorkerPool& pool() { return *pool_; }
 
     // ---- namespaces ----
@@ -50,6 +56,9 @@ public:
     Result<std::vector<uint32_t>> AddBackend(std::shared_ptr<BlockBackend> be, const NamespaceOptions& opts);
     std::shared_ptr<Namespace> GetNamespace(uint32_t nsid) const;
     std::vector<std::shared_ptr<Namespace>> Namespaces() const;  // ascending NSID
+    // The smallest non-zero max_append_bytes of the zoned namespaces (0: none limits it).
+    // Without a copy of the list: Zone Append asks it for every command.
+    uint64_t MinZonedAppendBytes() const;
     // Makes the zone starting at `zslba` of namespace `nsid` Read Only or Offline, durably (the
     // daemon's QMP zone-inject). Controllers see a Zone Descriptor Changed event.
     Status InjectZoneFault(uint32_t nsid, uint64_t zslba, ZoneState state);
@@ -75,6 +84,7 @@ private:
     uint32_t FreeNsidLocked(uint32_t from) const REQUIRES(mu_);
 
     SubsystemConfig cfg_;
+    const std::unique_ptr<DiscoveryLog> discovery_log_;
     std::shared_ptr<WorkerPool> pool_;
     mutable util::Mutex mu_;
     std::map<uint32_t, std::shared_ptr<Namespace>> namespaces_ GUARDED_BY(mu_);

@@ -127,28 +127,4 @@ void Controller::ZoneMgmtRecv(Req& r) {
     r.c2h_len = static_cast<uint32_t>(len);
 }
 
-void Controller::ZoneAppend(Req& r) {
-    Namespace& ns = *r.ns;
-    uint64_t zslba = r.cmd.slba();
-    uint32_t cdw12 = r.cmd.cdw12.get();
-    uint64_t nlb = Bits(cdw12, 15, 0) + 1ull;
-    bool fua = Bit(cdw12, 30) || !write_cache_.load();
-    r.err_lba = zslba;
-    if (zslba >= ns.nsze()) { r.status = sc::kLbaOutOfRange | sc::kDnr; return; }
-    if (zslba % ns.zsze()) { r.status = sc::kInvalidField | sc::kDnr; return; }
-    uint64_t len = nlb << ns.lba_shift();
-    uint32_t zasl = EffectiveZasl();
-    uint64_t limit = zasl ? (uint64_t{4096} << zasl) : MaxTransferBytes();
-    if (len > limit) { r.status = sc::kInvalidField | sc::kDnr; return; }
-    if (!CheckData(r, len)) return;
-    BlkResult res = ns.backend().Append(ns.ByteOffset(zslba), r.data.data(), len, fua);
-    r.status = NvmeStatusOfResult(res, IoKind::kWrite, true);
-    if (r.status != sc::kSuccess) return;
-    uint64_t lba = ns.LbaOfByte(res.value);
-    r.dw0 = static_cast<uint32_t>(lba);
-    r.dw1 = static_cast<uint32_t>(lba >> 32);
-    units_written_ += len;
-    host_writes_++;
-}
-
 }  // namespace qzns::nvme

@@ -304,10 +304,19 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
             return;
         }
     }
-    auto buf = std::make_shared<std::vector<uint8_t>>(xfer.bytes);
+    // The bounce buffer and segments live until the completion (one allocation: this path
+    // copies anyway).
+    struct Bounce {
+        std::vector<uint8_t> buf;
+        std::vector<DmaSegment> segs;
+        DmaSpace* dma;
+        bool c2h;
+    };
+    auto* bounce = new Bounce{std::vector<uint8_t>(xfer.bytes), std::move(walk.segments), dma, c2h};
     if (!c2h) {
-        uint16_t st = CopyFromGuest(*dma, walk.segments, buf->data(), xfer.bytes);
+        uint16_t st = CopyFromGuest(*dma, bounce->segs, bounce->buf.data(), xfer.bytes);
         if (st != dptr_sc::kSuccess) {
+            delete bounce;
             Complete(qid, epoch, ErrorCqe(sqe, st));
             return;
         }
@@ -316,13 +325,13 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
         util::MutexLock lk(mu_);
         stats_.bounced++;
     }
-    ctrl_->Submit(qid, sqe, std::span<uint8_t>(*buf),
-                  [this, qid, epoch, buf, dma, c2h, segs = std::move(walk.segments)](
-                      const nvme::CqeBytes& c, uint32_t c2h_len) {
+    ctrl_->Submit(qid, sqe, std::span<uint8_t>(bounce->buf),
+                  [this, qid, epoch, bounce](const nvme::CqeBytes& c, uint32_t c2h_len) {
+                      std::unique_ptr<Bounce> b(bounce);
                       nvme::CqeBytes out = c;
-                      if (c2h && c2h_len > 0) {
-                          uint16_t st = CopyToGuest(*dma, segs, buf->data(),
-                                                    std::min<uint64_t>(c2h_len, buf->size()));
+                      if (b->c2h && c2h_len > 0) {
+                          uint16_t st = CopyToGuest(*b->dma, b->segs, b->buf.data(),
+                                                    std::min<uint64_t>(c2h_len, b->buf.size()));
                           if (st != dptr_sc::kSuccess) {
                               nvme::SqeBytes fake{};
                               std::memcpy(fake.b + 2, c.b + 12, 2);  // cid

@@ -135,6 +135,7 @@ private:
     std::shared_ptr<CompletionMailbox> mailbox_;
     std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
     std::vector<uint64_t> dirty_;
+    std::vector<uint64_t> dirty_scratch_;  // Run(): the round being pumped
     std::vector<uint64_t> lingering_;
     std::vector<uint64_t> handshaking_;  // sessions whose ICReq has not completed
     std::vector<EventLoop*> loops_;
@@ -233,7 +234,9 @@ void EventLoop::Run() {
         // Work queued by this thread (inline completions, tasks) first, then sleep.
         mailbox_->Drain(touched);
         while (!dirty_.empty()) {
-            std::vector<uint64_t> ids;
+            // Two vectors that trade places keep their capacity: no allocation per round.
+            std::vector<uint64_t>& ids = dirty_scratch_;
+            ids.clear();
             ids.swap(dirty_);
             for (uint64_t id : ids) {
                 if (Session* s = Find(id)) {

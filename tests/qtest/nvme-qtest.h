@@ -153,6 +153,16 @@ private:
     Completion c_ GUARDED_BY(mu_);
 };
 
+// A completion that fills `p`. A CompletionFn owns nothing (it never allocates), so the command
+// holds one reference to `p` until it completes.
+inline CompletionFn FillOnCompletion(std::shared_ptr<Pending> p) {
+    auto* hold = new std::shared_ptr<Pending>(std::move(p));
+    return [hold](const CqeBytes& cqe, uint32_t n) {
+        (*hold)->Fill(cqe, n);
+        delete hold;
+    };
+}
+
 // One host connection (what a TCP connection is to the transport).
 class HostQueue {
 public:
@@ -168,8 +178,7 @@ public:
         Cmd cmd = c;
         if (cmd.s.b[2] == 0 && cmd.s.b[3] == 0) cmd.cid(next_cid_++);
         p->buf = h2c.empty() ? std::vector<uint8_t>(c2h_len, 0) : std::move(h2c);
-        q_->Submit(cmd.s, std::span<uint8_t>(p->buf.data(), p->buf.size()),
-                   [p](const CqeBytes& cqe, uint32_t n) { p->Fill(cqe, n); });
+        q_->Submit(cmd.s, std::span<uint8_t>(p->buf.data(), p->buf.size()), FillOnCompletion(p));
         return p;
     }
     Completion Run(const Cmd& c, std::vector<uint8_t> h2c = {}, uint32_t c2h_len = 0) {

@@ -290,7 +290,7 @@ Completion RunOn(Controller& c, uint16_t qid, const Cmd& cmd, uint32_t len = 0) 
     DataTransfer t = c.TransferOf(qid, cmd.s);
     EXPECT_EQ(t.bytes, len);
     p->buf.assign(t.bytes, 0);
-    c.Submit(qid, cmd.s, p->buf, [p](const CqeBytes& cqe, uint32_t n) { p->Fill(cqe, n); });
+    c.Submit(qid, cmd.s, p->buf, FillOnCompletion(p));
     EXPECT_TRUE(p->Wait());
     return p->Get();
 }
@@ -344,7 +344,7 @@ TEST_F(Admin, PciRegistersEnableAndQueueCreation) {
     Completion w = [&] {
         auto p = std::make_shared<Pending>();
         p->buf = Pattern(4096, 2);
-        c.Submit(1, Rw(0x01, zns_nsid(), 0, 8).s, p->buf, [p](const CqeBytes& q, uint32_t n) { p->Fill(q, n); });
+        c.Submit(1, Rw(0x01, zns_nsid(), 0, 8).s, p->buf, FillOnCompletion(p));
         p->Wait();
         return p->Get();
     }();
