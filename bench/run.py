@@ -67,15 +67,16 @@ class Suite:
             raise RuntimeError(f"no timing in {tool} bench output:\n{out}")
         return float(m.group(1))
 
-    def add(self, row, peer, workload, qzns, peer_val, unit, higher_better, target=None, note=""):
+    def add(self, row, peer, workload, qzns, peer_val, unit, higher_better, target=None, note="", flagged=False):
         if qzns is None or peer_val is None or qzns == 0 or peer_val == 0:
             ratio = None
         else:
             ratio = qzns / peer_val if higher_better else peer_val / qzns
-        met = None if (target is None or ratio is None) else ratio >= target
+        # A flagged row (not steady, or a peer outside its usual range) is never "met".
+        met = None if (target is None or ratio is None or flagged) else ratio >= target
         self.rows.append(dict(row=row, peer=peer, workload=workload, qzns=qzns, peer_value=peer_val,
                               unit=unit, higher_better=higher_better, ratio=ratio, target=target,
-                              met=met, note=note))
+                              met=met, note=note, flagged=flagged))
         r = "n/a" if ratio is None else f"{ratio:.3f}"
         log(f"row {row}: {workload}: qzns {fmt(qzns)} vs {peer} {fmt(peer_val)} {unit} -> {r}")
 
@@ -200,43 +201,105 @@ class Suite:
                      f"{o['reported']} zones")
 
     # ---- row 4: guest-visible ------------------------------------------------------------
+    # Every device gets a fresh image, boots the same guest under the same QEMU 11 binary (the
+    # built-in ZNS peer included) and runs each job REPS times; a metric is the median of its
+    # repetitions. A run whose repetitions spread by more than STEADY_SPREAD is run again once;
+    # if it is still not steady, or the peer's figure is far outside its usual range
+    # (bench/guest/peer-ranges.json), the row is printed as flagged and never as met.
+    STEADY_SPREAD = 0.25
+    METRICS = [("seqwrite_MBps", "seq write 128K QD8", "MB/s", True),
+               ("lat4k_us", "4K write QD1 latency", "us", False),
+               ("randread_iops", "4K random read QD16", "IOPS", True),
+               ("append_iops", "zone append 4K, 16 nvme-cli workers (fork+exec per command)", "IOPS", True),
+               ("report_ms", "report-zones of all 32 zones (blkzone)", "ms", False)]
+
     def row4(self):
         guest = os.path.join(ROOT, "tests/guest")
         run([f"{guest}/build-guest.sh"])
+        try:
+            run([f"{guest}/qemu11.sh", "--version"])
+            self.qemu11 = True
+        except RuntimeError as e:
+            log(f"row 4: QEMU 11 unavailable ({str(e).splitlines()[0][:120]}); the built-in peer runs on QEMU 7.2")
+            self.qemu11 = False
+        peer_qemu = "QEMU 11" if self.qemu11 else "QEMU 7.2"
+        with open(os.path.join(ROOT, "bench/guest/peer-ranges.json")) as fh:
+            ranges = json.load(fh).get(peer_qemu, {})
         size = "2G"
         results = {}
-        targets = [("builtin", "QEMU 7.2 nvme-ns zoned=true"), ("tcp", "qzns NVMe/TCP"), ("vfio", "qzns vfio-user")]
+        targets = [("builtin", f"{peer_qemu} nvme-ns zoned=true"), ("tcp", "qzns NVMe/TCP"), ("vfio", "qzns vfio-user")]
         for key, _ in targets:
+            if key == "vfio" and not self.qemu11:
+                results[key] = {"error": "QEMU 11 (vfio-user-pci) unavailable"}
+                continue
             try:
-                results[key] = self.guest_run(key, size)
+                results[key] = self.steady_guest_run(key, size)
             except Exception as e:  # one transport failing must not lose the other rows
                 log(f"row 4 {key}: {e}")
                 results[key] = {"error": str(e).splitlines()[0][:200]}
-        metrics = [("seqwrite_MBps", "seq write 128K QD8", "MB/s", True),
-                   ("lat4k_us", "4K write QD1 latency", "us", False),
-                   ("append_iops", "zone append 4K, 16 nvme-cli workers", "IOPS", True),
-                   ("randread_iops", "4K random read QD16", "IOPS", True),
-                   ("report_ms", "report-zones of all 32 zones (blkzone)", "ms", False)]
         base = results.get("builtin", {})
         for key, label in targets[1:]:
             r = results.get(key, {})
-            for m, w, unit, hb in metrics:
-                note = r.get("error", "") or base.get("error", "")
-                self.add(4, "QEMU 7.2 built-in ZNS", f"{label}: {w}", r.get(m), base.get(m), unit, hb, 1.0, note)
+            for m, w, unit, hb in self.METRICS:
+                notes, flagged = [], False
+                for who, res in (("qzns", r), ("peer", base)):
+                    if res.get("error"):
+                        notes.append(f"{who}: {res['error']}")
+                    if m in res.get("spread", {}):
+                        sp = res["spread"][m]
+                        notes.append(f"{who} runs {fmt_list(res['runs'][m])} (spread {sp * 100:.0f}%)")
+                        if sp > self.STEADY_SPREAD:
+                            flagged = True
+                            notes.append(f"{who} not steady")
+                pv = base.get(m)
+                lo_hi = ranges.get(m)
+                if pv is not None and lo_hi and not (lo_hi[0] / 3 <= pv <= lo_hi[1] * 3):
+                    flagged = True
+                    notes.append(f"peer {fmt(pv)} is far outside its usual {lo_hi[0]}-{lo_hi[1]} {unit}")
+                if flagged:
+                    notes.insert(0, "FLAGGED: not a result")
+                self.add(4, f"{peer_qemu} built-in ZNS", f"{label}: {w}", r.get(m), pv, unit, hb,
+                         self.row4_target(key, m), "; ".join(notes), flagged=flagged)
+
+    @staticmethod
+    def row4_target(key, metric):
+        # Issue 12: vfio-user QD1 latency <= 1.0x built-in, seq write and random read >= 1.5x.
+        if key == "vfio":
+            return {"lat4k_us": 1.0, "seqwrite_MBps": 1.5, "randread_iops": 1.5}.get(metric, 1.0)
+        return 1.0
+
+    def steady_guest_run(self, key, size):
+        best = None
+        for attempt in (1, 2):
+            res = self.guest_run(key, size)
+            worst = max(res.get("spread", {}).values(), default=0.0)
+            log(f"row 4 {key}: attempt {attempt}: worst spread {worst * 100:.0f}%")
+            if best is None or worst < best[0]:
+                best = (worst, res)
+            if worst <= self.STEADY_SPREAD:
+                break
+        return best[1]
 
     def guest_run(self, key, size):
         guest = os.path.join(ROOT, "tests/guest")
         share = self.path(f"guest-{key}")
+        shutil.rmtree(share, ignore_errors=True)
         os.makedirs(f"{share}/jobs", exist_ok=True)
         for f in os.listdir(os.path.join(ROOT, "bench/guest")):
             if f.endswith(".fio"):
                 shutil.copy(os.path.join(ROOT, "bench/guest", f), f"{share}/jobs/")
+        reps = max(3, self.a.reps)
         cmd = [f"{guest}/run-guest.sh", "--scenario", os.path.join(ROOT, "bench/guest/scenario.sh"),
-               "--share", share, "--timeout", "400", "--log", f"{share}/console.log"]
+               "--share", share, "--timeout", str(300 + 120 * reps), "--log", f"{share}/console.log",
+               "--env", f"REPS={reps}"]
+        if self.qemu11:
+            cmd[1:1] = ["--qemu", f"{guest}/qemu11.sh"]
         daemon = None
         try:
             if key == "builtin":
                 raw = self.path("g-builtin.raw")
+                if os.path.exists(raw):
+                    os.unlink(raw)
                 with open(raw, "wb") as fh:
                     fh.truncate(2 << 30)
                 cmd += ["--", "-drive", f"file={raw},id=nvm,format=raw,if=none", "-device",
@@ -255,8 +318,9 @@ class Suite:
                             "--env", f"NVME_TCP_NQN={nqn}"]
                 else:
                     sock = self.path("vu.sock")
+                    if os.path.exists(sock):
+                        os.unlink(sock)
                     export = f"type=vfio-user,id=e0,node-name=zns0,socket={sock},lba-size=4096"
-                    cmd[1:1] = ["--qemu", f"{guest}/qemu11.sh"]
                     cmd += ["--", "-object", "memory-backend-memfd,id=mem,size=1G,share=on",
                             "-machine", "memory-backend=mem", "-device",
                             json.dumps({"driver": "vfio-user-pci", "socket": {"path": sock, "type": "unix"}})]
@@ -277,27 +341,38 @@ class Suite:
                     daemon.wait(30)
                 except subprocess.TimeoutExpired:
                     daemon.kill()
-        res = {}
+        res = {"runs": {}, "spread": {}}
         for line in r.stdout.splitlines():
             if line.startswith("RESULT "):
                 for kv in line[7:].split():
                     k, _, v = kv.partition("=")
                     res[k] = num(v)
+        for m in ("append_iops", "report_ms"):  # one figure per boot
+            if isinstance(res.get(m), float):
+                res["runs"][m] = [res[m]]
         for name, sect, field, scale in (("seqwrite", "write", "bw_bytes", 1e-6),
                                           ("lat4k", "write", "clat_ns.mean", 1e-3),
                                           ("randread", "read", "iops", 1.0)):
-            p = f"{share}/fio-{name}.json"
-            if os.path.exists(p):
+            metric = {"seqwrite": "seqwrite_MBps", "lat4k": "lat4k_us", "randread": "randread_iops"}[name]
+            vals = []
+            for rep in range(1, reps + 1):
+                p = f"{share}/fio-{name}-{rep}.json"
+                if not os.path.exists(p):
+                    continue
                 try:
                     txt = open(p).read()
-                    j = json.loads(txt[txt.index("{"):])["jobs"][0][sect]
-                    v = j
+                    v = json.loads(txt[txt.index("{"):])["jobs"][0][sect]
                     for part in field.split("."):
                         v = v[part]
-                    res[{"seqwrite": "seqwrite_MBps", "lat4k": "lat4k_us", "randread": "randread_iops"}[name]] = v * scale
+                    vals.append(v * scale)
                 except (ValueError, KeyError) as e:
                     log(f"row 4 {key}: cannot parse {p}: {e}")
-        if "error" in res or r.returncode != 0 and not res:
+            if vals:
+                med = statistics.median(vals)
+                res[metric] = med
+                res["runs"][metric] = vals
+                res["spread"][metric] = (max(vals) - min(vals)) / med if med else 0.0
+        if "error" in res or r.returncode != 0 and not res["runs"]:
             raise RuntimeError(f"guest scenario failed (exit {r.returncode}): {res.get('error', r.stderr[-300:])}")
         return res
 
@@ -316,7 +391,7 @@ class Suite:
                 row=r["row"], peer=r["peer"], workload=r["workload"], q=fmt(r["qzns"]), p=fmt(r["peer_value"]),
                 unit=r["unit"], ratio="n/a" if r["ratio"] is None else f"{r['ratio']:.2f}",
                 target="-" if r["target"] is None else f">= {r['target']:.2f}",
-                met={None: "-", True: "yes", False: "**no**"}[r["met"]], note=r["note"].replace("|", "/")))
+                met="flagged" if r.get("flagged") else {None: "-", True: "yes", False: "**no**"}[r["met"]], note=r["note"].replace("|", "/")))
         md = "\n".join(lines) + "\n"
         stamp = started.replace(":", "").replace(" ", "T")
         for p in (f"{out}/latest.md", f"{out}/history/{stamp}.md"):

@@ -24,19 +24,29 @@ zsz=$(( $(cat /sys/block/$b/queue/chunk_sectors) * 512 ))
 nz=$(cat /sys/block/$b/queue/nr_zones)
 lbs=$(cat /sys/block/$b/queue/logical_block_size)
 echo "RESULT dev=$dev zones=$nz zone_bytes=$zsz lba=$lbs"
-blkzone reset "$dev"
-
-runfio() {  # name file extra-args...
-    local name=$1 job=$2; shift 2
-    fio --output-format=json --output=/host/fio-$name.json --filename="$dev" "$@" "$JOBS/$job" >/dev/null 2>/host/fio-$name.err ||
-        { echo "RESULT $name=error"; return 1; }
+# The device is fresh (every zone Empty), so nothing is reset before the first repetition: a
+# peer must never be measured while a reset it was just given is still being carried out.
+# Between repetitions only the zones a job wrote are reset, followed by an idle pause.
+reps=${REPS:-3}
+runfio() {  # name rep file extra-args...
+    local name=$1 rep=$2 job=$3; shift 3
+    fio --output-format=json --output=/host/fio-$name-$rep.json --filename="$dev" "$@" "$JOBS/$job" >/dev/null 2>/host/fio-$name-$rep.err ||
+        { echo "RESULT $name-$rep=error"; return 1; }
 }
-# 128 KiB sequential writes, QD8, in zones 0-3.
-runfio seqwrite seq-write.fio --offset=0 --size=$((4 * zsz))
-# 4 KiB writes at QD1: completion latency, in zone 8.
-runfio lat4k lat-write.fio --offset=$((8 * zsz)) --size=$zsz
-# 4 KiB random reads at QD16 over the data written above.
-runfio randread rand-read.fio --offset=0 --size=$((4 * zsz))
+for rep in $(seq "$reps"); do
+    if [ "$rep" -gt 1 ]; then
+        blkzone reset -o 0 -l $(( 12 * zsz / 512 )) "$dev"
+        sync; sleep 2
+    fi
+    # 128 KiB sequential writes, QD8, in zones 0-3.
+    runfio seqwrite "$rep" seq-write.fio --offset=0 --size=$((4 * zsz))
+    # 4 KiB writes at QD1: completion latency, in zone 8.
+    runfio lat4k "$rep" lat-write.fio --offset=$((8 * zsz)) --size=$zsz
+    # 4 KiB random reads at QD16 over the data written above.
+    runfio randread "$rep" rand-read.fio --offset=0 --size=$((4 * zsz))
+done
+echo "RESULT reps=$reps"
+
 # Zone append at QD16: fio 3.33 cannot issue zone append, so 16 nvme-cli workers append 4 KiB
 # each into zone 12 (each command is one process: this measures the path plus a fork+exec).
 zslba=$(( 12 * zsz / lbs ))
