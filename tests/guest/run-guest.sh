@@ -13,6 +13,9 @@
 #   --append ARGS     extra kernel command line
 #   --cache DIR       guest build dir (default tests/guest/.cache; built if needed)
 #   --log FILE        console log (default SHARE/console.log)
+#   --netdev SPEC     the guest NIC's backend (default user,id=n0: slirp, where 10.0.2.2 is the
+#                     host's loopback); the id must be n0. The guest is always 10.0.2.15/24 with
+#                     gateway 10.0.2.2, so a tap backend needs 10.0.2.2/24 on its host side
 #   --shell           interactive: console on this terminal, no scenario, no timeout
 #   --keep            keep the temp share
 # Exit status: the scenario's; 124 on timeout; 125 if the guest wrote no result.
@@ -22,10 +25,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/../../tools/need.sh"
 need timeout:coreutils cpio
 SCENARIO= SHARE= QEMU=${QEMU:-qemu-system-x86_64} MEM=1G SMP=1 TIMEOUT=300
-APPEND= CACHE=$HERE/.cache LOG= SHELL_MODE=0 KEEP=0
+APPEND= CACHE=$HERE/.cache LOG= SHELL_MODE=0 KEEP=0 NETDEV=user,id=n0
 ENVS=() EXTRA=()
 
-usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
     case $1 in
         --scenario) SCENARIO=$2; shift 2 ;;
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
         --append) APPEND=$2; shift 2 ;;
         --cache) CACHE=$2; shift 2 ;;
         --log) LOG=$2; shift 2 ;;
+        --netdev) NETDEV=$2; shift 2 ;;
         --shell) SHELL_MODE=1; shift ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage 0 ;;
@@ -74,7 +78,7 @@ KARGS="console=ttyS0 panic=-1 quiet loglevel=4"
 [ -n "$APPEND" ] && KARGS="$KARGS $APPEND"
 CMD=("$QEMU" -accel tcg -cpu max -m "$MEM" -smp "$SMP" -nographic -no-reboot
      -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initramfs.cpio" -append "$KARGS"
-     -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=
+     -netdev "$NETDEV" -device virtio-net-pci,netdev=n0,romfile=
      -virtfs "local,path=$SHARE,mount_tag=host,security_model=none,id=host"
      "${EXTRA[@]}")
 
