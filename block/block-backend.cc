@@ -156,8 +156,29 @@ Result<std::unique_ptr<BlockBackend>> BlockBackend::Open(const BlockBackendOptio
     o.direct = opts.direct;
     o.format = opts.format;
     o.aio = opts.aio;
+    VolatileCacheFile* power = nullptr;
+    if (!opts.read_only) {
+        o.wrap_file = [&](std::unique_ptr<File> f) -> std::unique_ptr<File> {
+            auto v = std::make_unique<VolatileCacheFile>(std::move(f), opts.volatile_cache);
+            power = v.get();
+            return v;
+        };
+    }
     QZNS_ASSIGN(auto drv, OpenImage(opts.filename, o));
-    return OpenDriver(std::move(drv), opts.persist_zones);
+    QZNS_ASSIGN(auto be, OpenDriver(std::move(drv), opts.persist_zones));
+    be->power_ = power;
+    return be;
+}
+
+Result<PowerCutReport> BlockBackend::PowerCut(PowerCutMode mode, uint64_t seed) {
+    if (!power_) return Status::Error(ENOTSUP, "power-cut needs a writable node the daemon opened");
+    if (power_->powered_off()) return Status::Error(EIO, "the drive is already powered off");
+    // Without a volatile cache a completed write is on the medium, zone word included.
+    if (power_->capacity() == 0) {
+        BlkResult f = Flush();
+        if (!f.ok()) return f.status.Prefix("power-cut: making completed writes durable");
+    }
+    return power_->PowerCut(mode, seed);
 }
 
 }  // namespace qzns

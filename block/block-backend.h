@@ -16,6 +16,7 @@
 
 #include "block/aio/aio.h"
 #include "block/block-driver.h"
+#include "block/file-volatile.h"
 #include "block/zoned/zone-state-machine.h"
 #include "block/zoned/zone-word.h"
 #include "util/mutex.h"
@@ -112,6 +113,9 @@ struct BlockBackendOptions {
     bool persist_zones = true;
     // File I/O engine of the image file (block/aio/aio.h).
     AioMode aio = AioMode::kAuto;
+    // Bytes of volatile write cache (block/file-volatile.h, docs/power-cut.rst); 0: none, every
+    // completed write reaches the image file at once.
+    uint64_t volatile_cache = 0;
 };
 
 class BlockBackend {
@@ -176,7 +180,21 @@ public:
     // Persists everything and leaves the image clean. No request may be in flight.
     virtual Status Close() = 0;
 
+    // ---- power ----
+    // Cuts the drive's power, as docs/power-cut.rst describes: without a volatile cache every
+    // completed write is on the medium (this flushes first, then cuts); with one, `mode` decides
+    // what of the unflushed writes the image file keeps. No request may be in flight. The image
+    // is left as after a crash (the in-use flag set); the backend is dead afterwards: destroy it
+    // and Open() the image again, which runs crash recovery. Only for backends Open() made
+    // writable.
+    Result<PowerCutReport> PowerCut(PowerCutMode mode, uint64_t seed);
+    // The volatile cache, or null (read-only backends, OpenDriver).
+    const VolatileCacheFile* volatile_cache() const { return power_; }
+
 protected:
+    // The image file's power switch (owned by the driver, below it); null when not Open()ed writable.
+    VolatileCacheFile* power_ = nullptr;
+
     // Runs r's blocking equivalent on a shared pool of threads, then completes it.
     static void SubmitBlocking(BlockBackend* be, BlkRequest* r);
     // The shared pool, for other blocking work of a request.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,6 +62,9 @@ struct OpenOptions {
     std::string format;        // "qcow2", "raw" or "" to probe
     bool check_mode = false;   // open a damaged image for `check -r`
     AioMode aio = AioMode::kSync;  // the top image file's engine (backing files: sync)
+    // Applied to the top image file before the format opens it (the block backend's power
+    // switch and volatile cache, block/file-volatile.h).
+    std::function<std::unique_ptr<File>(std::unique_ptr<File>)> wrap_file;
 };
 
 // Opens a file by name with format probing (qcow2 magic, else raw) and its backing chain.

@@ -26,6 +26,7 @@ Result<std::unique_ptr<BlockDriver>> OpenChain(const std::string& path, const Op
     ff.direct = opts.direct;
     ff.aio = depth == 0 ? opts.aio : AioMode::kSync;
     QZNS_ASSIGN(auto file, OpenPosixFile(path, ff));
+    if (depth == 0 && opts.wrap_file) file = opts.wrap_file(std::move(file));
     std::string format = opts.format;
     if (format.empty()) {
         uint8_t magic[4] = {};
