@@ -2,6 +2,10 @@
 
 namespace qzns::daemon {
 
+namespace {
+constexpr uint64_t kDefaultVolatileCache = 64ull << 20;
+}  // namespace
+
 Status BlockNodes::Add(OptionSet o) {
     std::string driver = o.Take("driver").value_or("");
     if (driver != "qcow2" && driver != "raw")
@@ -19,6 +23,15 @@ Status BlockNodes::Add(OptionSet o) {
     OptionSet cache = o.TakeGroup("cache");
     QZNS_ASSIGN(bool direct, cache.TakeBool("direct", false));
     QZNS_TRY(cache.TakeBool("no-flush", false).status());
+    // qzns's own: a volatile write cache that power-cut empties (docs/power-cut.rst).
+    QZNS_ASSIGN(bool volatile_cache, cache.TakeBool("volatile", false));
+    bool size_given = cache.Has("size");
+    QZNS_ASSIGN(uint64_t cache_size, cache.TakeSize("size", kDefaultVolatileCache));
+    if (size_given && !volatile_cache)
+        return Status::Error(EINVAL, "--blockdev: cache.size needs cache.volatile=on");
+    if (volatile_cache && cache_size < 64 * 1024)
+        return Status::Error(EINVAL, "--blockdev: cache.size must be at least 64K");
+    if (volatile_cache && ro) return Status::Error(EINVAL, "--blockdev: cache.volatile=on needs a writable node");
     QZNS_TRY(cache.RejectUnknown("--blockdev cache"));
     std::string locking = o.Take("locking").value_or("on");
     if (locking != "on" && locking != "off" && locking != "auto")
@@ -47,6 +60,7 @@ Status BlockNodes::Add(OptionSet o) {
     bo.lock = locking != "off";
     bo.persist_zones = persist;
     bo.aio = aio;
+    bo.volatile_cache = volatile_cache ? cache_size : 0;
     auto blk = BlockBackend::Open(bo);
     if (!blk.ok()) return blk.status().Prefix("Could not open '" + filename + "'");
     auto node = std::make_unique<BlockNode>();
@@ -54,7 +68,8 @@ Status BlockNodes::Add(OptionSet o) {
     node->driver = driver;
     node->filename = filename;
     node->read_only = ro;
-    node->blk = std::move(blk).value();
+    node->opts = bo;
+    node->set_backend(std::move(blk).value());
     util::MutexLock lk(mu_);
     nodes_[*name] = std::move(node);
     return Status::Ok();
@@ -95,7 +110,8 @@ Status BlockNodes::Remove(const std::string& name) {
         node = std::move(it->second);
         nodes_.erase(it);
     }
-    return node->blk->Close();
+    auto blk = node->backend();
+    return blk ? blk->Close() : Status::Ok();
 }
 
 BlockNode* BlockNodes::Find(const std::string& name) {
@@ -108,14 +124,16 @@ Json BlockNodes::Query() const {
     util::MutexLock lk(mu_);
     Json arr = Json::MakeArray();
     for (const auto& [name, n] : nodes_) {
+        auto blk = n->backend();
         Json j = Json::MakeObject();
-        j.Set("node-name", name)
-            .Set("drv", n->driver)
-            .Set("file", n->filename)
-            .Set("ro", n->read_only)
-            .Set("zoned", n->blk->is_zoned())
-            .Set("aio", AioModeName(n->blk->aio_mode()))
-            .Set("virtual-size", n->blk->size());
+        j.Set("node-name", name).Set("drv", n->driver).Set("file", n->filename).Set("ro", n->read_only);
+        if (blk) {
+            j.Set("zoned", blk->is_zoned()).Set("aio", AioModeName(blk->aio_mode())).Set("virtual-size", blk->size());
+            if (auto* c = blk->volatile_cache(); c && c->capacity())
+                j.Set("volatile-cache", c->capacity()).Set("cached-bytes", c->stats().cached_bytes);
+        } else {
+            j.Set("powered-off", true);
+        }
         arr.Push(std::move(j));
     }
     return arr;
@@ -129,7 +147,8 @@ Status BlockNodes::CloseAll() {
     }
     Status first;
     for (auto& [name, n] : nodes) {
-        Status st = n->blk->Close();
+        auto blk = n->backend();
+        Status st = blk ? blk->Close() : Status::Ok();
         if (!st.ok() && first.ok()) first = st.Prefix("closing node '" + name + "'");
     }
     return first;

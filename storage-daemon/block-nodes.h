@@ -17,13 +17,29 @@ struct BlockNode {
     std::string driver;
     std::string filename;
     bool read_only = false;
-    std::shared_ptr<BlockBackend> blk;  // shared with the NVMe namespaces that export it
+    BlockBackendOptions opts;  // how it was opened: a power cycle opens it again the same way
     int users = 0;  // exports using the node
+
+    // Shared with the NVMe namespaces that export it. Null only while a power cycle
+    // (storage-daemon/power-cut.cc) has the image closed, or after it failed to reopen it.
+    std::shared_ptr<BlockBackend> backend() const {
+        util::MutexLock lk(mu);
+        return blk;
+    }
+    void set_backend(std::shared_ptr<BlockBackend> b) {
+        util::MutexLock lk(mu);
+        blk = std::move(b);
+    }
+
+private:
+    mutable util::Mutex mu;
+    std::shared_ptr<BlockBackend> blk GUARDED_BY(mu);
 };
 
 class BlockNodes {
 public:
-    // Parses `driver=qcow2,node-name=zns0,file=zns.qcow2[,read-only=on][,cache.direct=on]`
+    // Parses `driver=qcow2,node-name=zns0,file=zns.qcow2[,read-only=on][,cache.direct=on]
+    // [,cache.volatile=on[,cache.size=64M]]`
     // (also file.filename=..., and a JSON object as QEMU accepts) and opens the image.
     Status Add(OptionSet opts);
     Status AddJson(const Json& args);

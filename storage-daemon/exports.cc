@@ -63,21 +63,41 @@ Status Exports::Add(OptionSet o) {
         return Status::Error(EINVAL, "--export: unknown type '" + *type + "' (known: " + known + ")");
     }
     if (!o.Has("id")) return Status::Error(EINVAL, "--export: id is required");
+    std::vector<Option> spec;  // what recreates the export after a power cycle
     {
         util::MutexLock lk(mu_);
         auto id = o.Take("id");
         for (auto& e : exports_)
             if (e->id() == *id) return Status::Error(EEXIST, "an export with id '" + *id + "' already exists");
-        o = [&] {
-            std::vector<Option> v{{"id", *id, false}};
-            for (const auto& k : o.Untaken()) v.push_back({k, o.Take(k).value_or(""), false});
-            return OptionSet(std::move(v));
-        }();
+        spec = {{"type", *type, false}, {"id", *id, false}};
+        for (const auto& k : o.Untaken()) spec.push_back({k, o.Take(k).value_or(""), false});
     }
-    QZNS_ASSIGN(auto exp, it->second(std::move(o), ctx_));
+    QZNS_ASSIGN(auto exp, it->second(OptionSet(std::vector<Option>(spec.begin() + 1, spec.end())), ctx_));
     util::MutexLock lk(mu_);
+    specs_[exp.get()] = std::move(spec);
     exports_.push_back(std::move(exp));
     return Status::Ok();
+}
+
+std::vector<std::vector<Option>> Exports::StopForNode(const std::string& node_name) {
+    std::vector<std::unique_ptr<Export>> mine;
+    std::vector<std::vector<Option>> specs;
+    {
+        util::MutexLock lk(mu_);
+        for (auto it = exports_.begin(); it != exports_.end();) {
+            if ((*it)->node_name() != node_name) {
+                ++it;
+                continue;
+            }
+            specs.push_back(std::move(specs_[it->get()]));
+            specs_.erase(it->get());
+            mine.push_back(std::move(*it));
+            it = exports_.erase(it);
+        }
+    }
+    // Their node lost power: the flush a stopping export makes fails, and that is the point.
+    for (auto& e : mine) (void)e->Stop();
+    return specs;
 }
 
 Status Exports::Remove(const std::string& id) {
@@ -87,6 +107,7 @@ Status Exports::Remove(const std::string& id) {
         for (auto it = exports_.begin(); it != exports_.end(); ++it) {
             if ((*it)->id() == id) {
                 e = std::move(*it);
+                specs_.erase(e.get());
                 exports_.erase(it);
                 break;
             }
@@ -122,6 +143,7 @@ Status Exports::StopAll() {
     {
         util::MutexLock lk(mu_);
         all.swap(exports_);
+        specs_.clear();
     }
     Status first;
     for (auto& e : all) {

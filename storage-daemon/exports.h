@@ -48,6 +48,9 @@ public:
     Export* Find(const std::string& id);
     std::vector<Export*> All();
     Status StopAll();
+    // Stops every export of the node (a power cut) and returns the options that recreate them
+    // with Add, in the order they were added.
+    std::vector<std::vector<Option>> StopForNode(const std::string& node_name);
     ExportContext& context() { return ctx_; }
 
 private:
@@ -55,6 +58,7 @@ private:
     std::map<std::string, ExportFactory> factories_;
     mutable util::Mutex mu_;
     std::vector<std::unique_ptr<Export>> exports_ GUARDED_BY(mu_);
+    std::map<const Export*, std::vector<Option>> specs_ GUARDED_BY(mu_);  // type=..., id=..., ...
 };
 
 }  // namespace qzns::daemon

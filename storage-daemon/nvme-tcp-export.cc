@@ -125,9 +125,9 @@ bool IsLoopback(const std::string& addr) {
 class NvmeTcpExport final : public Export {
 public:
     NvmeTcpExport(std::string id, std::string node, std::string nqn, std::string addr, uint16_t port,
-                  uint16_t discovery_port, std::vector<uint32_t> nsids, BlockNode* bn)
+                  uint16_t discovery_port, std::vector<uint32_t> nsids, BlockNode* bn, AioMode aio)
         : id_(std::move(id)), node_(std::move(node)), nqn_(std::move(nqn)), addr_(std::move(addr)), port_(port),
-          discovery_port_(discovery_port), nsids_(std::move(nsids)), bn_(bn) {}
+          discovery_port_(discovery_port), nsids_(std::move(nsids)), bn_(bn), aio_(aio) {}
 
     const std::string& id() const override { return id_; }
     const char* type() const override { return "nvme-tcp"; }
@@ -139,7 +139,7 @@ public:
         j.Set("id", id_)
             .Set("type", "nvme-tcp")
             .Set("node-name", node_)
-            .Set("aio", AioModeName(bn_->blk->aio_mode()))
+            .Set("aio", AioModeName(aio_))
             .Set("shutting-down", stopped_)
             .Set("nqn", nqn_)
             .Set("addr", addr_)
@@ -180,6 +180,7 @@ private:
     uint16_t discovery_port_;
     std::vector<uint32_t> nsids_;
     BlockNode* bn_;
+    AioMode aio_;
     bool stopped_ = false;
 };
 
@@ -260,7 +261,9 @@ Result<std::unique_ptr<Export>> CreateNvmeTcpExport(OptionSet o, ExportContext& 
     no.nsid = static_cast<uint32_t>(nsid);
     no.lba_size = static_cast<uint32_t>(lba);
     no.export_conventional = conv;
-    auto nsids = sub->AddBackend(bn->blk, no);
+    auto blk = bn->backend();
+    if (!blk) return Status::Error(EIO, "--export: block node '" + *node_name + "' is powered off");
+    auto nsids = sub->AddBackend(blk, no);
     if (!nsids.ok()) {
         release();
         return nsids.status();
@@ -279,7 +282,8 @@ Result<std::unique_ptr<Export>> CreateNvmeTcpExport(OptionSet o, ExportContext& 
         fprintf(stderr, "qzns-storage-daemon: warning: export '%s' listens on %s and accepts any host NQN; "
                         "restrict it with allow-host=NQN\n", id.c_str(), addr.c_str());
     auto exp = std::make_unique<NvmeTcpExport>(id, *node_name, *nqn, addr, static_cast<uint16_t>(port),
-                                               static_cast<uint16_t>(disc_port), std::move(nsids).value(), bn);
+                                               static_cast<uint16_t>(disc_port), std::move(nsids).value(), bn,
+                                               blk->aio_mode());
     s.served[exp.get()] = TcpState::Served{*nqn, ListenerKey(addr, port)};
     UpdateDiscoveryLocked(s);
     return std::unique_ptr<Export>(std::move(exp));

@@ -12,6 +12,7 @@
 #include "block/zoned/zone-names.h"
 #include "block/zoned/zone-state-machine.h"
 #include "storage-daemon/nvme-tcp-export.h"
+#include "storage-daemon/power-cut.h"
 
 namespace qzns::daemon {
 namespace {
@@ -118,13 +119,15 @@ void RegisterQmpCommands(qmp::QmpDispatcher& qmp, BlockNodes& nodes, Exports& ex
         const Json* n = a.get("node-name");
         BlockNode* node = nodes.Find(n->as_string());
         if (!node) return Err("Cannot find node '" + n->as_string() + "'", "DeviceNotFound");
-        if (!node->blk->is_zoned()) return Err("Node '" + n->as_string() + "' is not zoned");
+        auto blk = node->backend();
+        if (!blk) return Err("Node '" + n->as_string() + "' is powered off");
+        if (!blk->is_zoned()) return Err("Node '" + n->as_string() + "' is not zoned");
         uint64_t start = 0;
-        uint32_t max = node->blk->nr_zones();
+        uint32_t max = blk->nr_zones();
         if (const Json* z = a.get("start-zone")) {
             auto v = z->as_uint64();
-            if (!v || *v >= node->blk->nr_zones()) return Err("start-zone is out of range");
-            start = *v * node->blk->zone_size();
+            if (!v || *v >= blk->nr_zones()) return Err("start-zone is out of range");
+            start = *v * blk->zone_size();
         }
         if (const Json* c = a.get("count")) {
             auto v = c->as_uint64();
@@ -132,7 +135,7 @@ void RegisterQmpCommands(qmp::QmpDispatcher& qmp, BlockNodes& nodes, Exports& ex
             if (*v == 0) return Json::MakeArray();
             max = static_cast<uint32_t>(std::min<uint64_t>(*v, max));
         }
-        auto zones = node->blk->ReportZones(start, max);
+        auto zones = blk->ReportZones(start, max);
         if (!zones.ok()) return Err(zones.status());
         Json arr = Json::MakeArray();
         for (const ZoneInfo& z : *zones) {
@@ -160,12 +163,36 @@ void RegisterQmpCommands(qmp::QmpDispatcher& qmp, BlockNodes& nodes, Exports& ex
         if (s->as_string() == "read-only") st = ZoneState::kReadOnly;
         else if (s->as_string() == "offline") st = ZoneState::kOffline;
         else return Err("state must be read-only or offline");
-        if (!node->blk->is_zoned()) return Err("Node '" + n->as_string() + "' is not zoned");
+        auto blk = node->backend();
+        if (!blk) return Err("Node '" + n->as_string() + "' is powered off");
+        if (!blk->is_zoned()) return Err("Node '" + n->as_string() + "' is not zoned");
         auto zone = z->as_uint64();
-        if (!zone || *zone >= node->blk->nr_zones()) return Err("zone is out of range");
-        BlkResult r = node->blk->InjectZoneFault(static_cast<uint32_t>(*zone), st);
+        if (!zone || *zone >= blk->nr_zones()) return Err("zone is out of range");
+        BlkResult r = blk->InjectZoneFault(static_cast<uint32_t>(*zone), st);
         if (!r.ok()) return Err(r.message());
         return Json::MakeObject();
+    }));
+    const std::vector<ArgSpec> power_cut_args = {
+        {"node-name", ArgType::kString, false}, {"mode", ArgType::kString, true}, {"seed", ArgType::kInteger, true}};
+    qmp.Register("power-cut", Checked(power_cut_args, [&nodes, &exports](const Json& a) -> CommandResult {
+        const std::string& name = a.get("node-name")->as_string();
+        PowerCutMode mode = PowerCutMode::kLoseUnflushed;
+        if (const Json* m = a.get("mode")) {
+            auto pm = ParsePowerCutMode(m->as_string());
+            if (!pm.ok()) return Err(pm.status());
+            mode = *pm;
+        }
+        uint64_t seed = 0;
+        if (const Json* sd = a.get("seed")) {
+            auto v = sd->as_uint64();
+            if (!v) return Err("seed must not be negative");
+            seed = *v;
+        }
+        if (!nodes.Find(name)) return Err("Cannot find node '" + name + "'", "DeviceNotFound");
+        auto r = PowerCycleNode(nodes, exports, name, mode, seed);
+        if (!r.ok()) return Err(r.status());
+        if (exports.context().emit) exports.context().emit("POWER_CUT", *r);
+        return std::move(r).value();
     }));
     qmp.Register("quit", Checked({}, [](const Json&) -> CommandResult {
         quit_requested = true;

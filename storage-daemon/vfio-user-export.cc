@@ -184,7 +184,12 @@ Result<std::unique_ptr<Export>> CreateVfioUserExport(OptionSet o, ExportContext&
     no.nsid = static_cast<uint32_t>(nsid);
     no.lba_size = static_cast<uint32_t>(lba);
     no.export_conventional = conv;
-    auto nsids = ep->subsys->AddBackend(bn->blk, no);
+    auto blk = bn->backend();
+    if (!blk) {
+        if (fresh) (void)StopEndpoint(*ep);
+        return Status::Error(EIO, "--export: block node '" + *node_name + "' is powered off");
+    }
+    auto nsids = ep->subsys->AddBackend(blk, no);
     if (!nsids.ok()) {
         if (fresh) (void)StopEndpoint(*ep);
         return nsids.status().Prefix(std::string(ctx_name) + " id=" + id);
@@ -194,7 +199,7 @@ Result<std::unique_ptr<Export>> CreateVfioUserExport(OptionSet o, ExportContext&
     ep->nodes.push_back(bn);
     bn->users++;
     return std::unique_ptr<Export>(std::make_unique<VfioUserExport>(id, *node_name, ep, std::move(nsids).value(),
-                                                                            bn->blk->aio_mode()));
+                                                                            blk->aio_mode()));
 }
 
 }  // namespace qzns::daemon

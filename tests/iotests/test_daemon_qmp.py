@@ -117,7 +117,7 @@ def daemon(tmp):
 
 
 def test_schema_is_well_formed():
-    assert set(SCHEMA["event"]) == {"SHUTDOWN"}
+    assert set(SCHEMA["event"]) == {"SHUTDOWN", "POWER_CUT"}
     for name, cmd in SCHEMA["command"].items():
         for key in ("data", "returns"):
             t = cmd.get(key)
