@@ -9,16 +9,17 @@
 
 #include "block/block-backend.h"
 #include "tools/io/io-commands.h"
+#include "util/size.h"
 
 namespace {
 
 void Usage(FILE* out) {
     fprintf(out,
-            "usage: qzns-io [-f FMT] [-r] [-U] [-c COMMAND]... FILE\n"
+            "usage: qzns-io [-f FMT] [-r] [-U] [-C|--volatile-cache SIZE] [-c COMMAND]... FILE\n"
             "Commands: read [-P pat] [-v] [-q] off len | write [-P pat] [-z [-u]] [-q] off len |\n"
             "          discard off len | flush | length |\n"
             "          zrp off nr | zo/zc/zf/zrs/zoff off len | zap [-P pat] [-f] off len |\n"
-            "          zde off FILE|-P pat\n"
+            "          zde off FILE|-P pat | power_cut [-m lose-unflushed|random] [-s seed]\n"
             "Without -c, commands are read from standard input, one per line.\n");
 }
 
@@ -34,6 +35,14 @@ int main(int argc, char** argv) {
         else if (a == "-f" && i + 1 < argc) opts.format = argv[++i];
         else if (a == "-r" || a == "--read-only") opts.read_only = true;
         else if (a == "-U" || a == "--force-share") opts.lock = false;
+        else if ((a == "-C" || a == "--volatile-cache") && i + 1 < argc) {
+            auto n = qzns::ParseSize(argv[++i]);
+            if (!n.ok() || *n < 64 * 1024) {
+                fprintf(stderr, "qzns-io: --volatile-cache needs a size of at least 64K, not '%s'\n", argv[i]);
+                return 1;
+            }
+            opts.volatile_cache = *n;
+        }
         else if (a == "-h" || a == "--help") {
             Usage(stdout);
             return 0;
@@ -69,12 +78,20 @@ int main(int argc, char** argv) {
             if (line == "quit" || line == "q") break;
             ok = qzns::io::RunCommand(ctx, line) && ok;
             fflush(stdout);
+            if (ctx.powered_off) break;
         }
     } else {
         for (const auto& c : cmds) {
             ok = qzns::io::RunCommand(ctx, c) && ok;
             fflush(stdout);
+            if (ctx.powered_off) break;
         }
+    }
+    if (ctx.powered_off) {
+        // The image stays as the cut left it (in use, unflushed writes gone); the next open
+        // recovers it.
+        drv->reset();
+        return ok ? 0 : 1;
     }
     qzns::Status st = (*drv)->Close();
     if (!st.ok()) {

@@ -147,3 +147,27 @@ def test_refusals(tmp):
         d.kill()
     r = Daemon(tmp, "--blockdev", f"driver=qcow2,node-name=z,file={t},cache.volatile=on,read-only=on", wait=False)
     assert r.wait() == 1 and "writable" in r.stderr(), r.stderr()
+
+
+def test_qzns_io_power_cut_offline(tmp):
+    """qzns-io's power_cut: with --volatile-cache, what was written after the last flush is gone
+    at the next open, in the conventional zone and in a sequential one; the flushed data and
+    write pointer stay; without the cache nothing is lost."""
+    from conftest import qio as io
+    t = tmp / "o.qcow2"
+    img("create", "-q", "-f", "qcow2", "-o", "size=64M,zone_size=8M,zone_nr_conv=1,zoned_profile=zns", t, rc=0)
+    cmds = ["write -P 0x11 0 4k", "write -P 0x11 8M 4k", "flush", "write -P 0x22 0 4k", "write -P 0x22 8196k 4k"]
+    r = io("--volatile-cache", "1M", *[a for c in cmds for a in ("-c", c)], "-c", "power_cut", "-c", "read 0 4k", t)
+    assert r.rc == 0, r
+    assert "2 lost (0 / 8192 bytes)" in r.out, r.out
+    assert "read 4096" not in r.out, "the session ends at the cut"
+    assert "clean shutdown: no" in img("info", t, rc=0).out
+    r = io("-c", "read -P 0x11 0 4k", "-c", "zrp 8M 1", t, rc=0)
+    assert "wptr 0x4008," in r.out, r.out  # 4 KiB past the zone start (sectors): the flushed write only
+    r = io("-c", "write -P 0x33 0 4k", "-c", "power_cut -m random -s 3", t, rc=0)
+    assert "0 cached writes kept, 0 lost" in r.out, r.out
+    io("-c", "read -P 0x33 0 4k", t, rc=0)
+    r = io("-C", "1M", "-c", "power_cut -m gentle", t)
+    assert r.rc == 1 and "lose-unflushed" in r.out, r
+    r = io("-C", "1k", "-c", "flush", t)
+    assert r.rc == 1 and "at least 64K" in r.err, r

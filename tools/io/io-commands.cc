@@ -146,6 +146,33 @@ bool CmdFlush(IoContext& ctx, const std::vector<std::string>&) {
     return true;
 }
 
+// power_cut [-m lose-unflushed|random] [-s seed]: the drive loses power (docs/power-cut.rst).
+bool CmdPowerCut(IoContext& ctx, const std::vector<std::string>& w) {
+    PowerCutMode mode = PowerCutMode::kLoseUnflushed;
+    uint64_t seed = 0;
+    for (size_t i = 1; i < w.size(); i++) {
+        if (w[i] == "-m" && i + 1 < w.size()) {
+            auto m = ParsePowerCutMode(w[++i]);
+            if (!m.ok()) return printf("power_cut: %s\n", m.status().message().c_str()), false;
+            mode = *m;
+        } else if (w[i] == "-s" && i + 1 < w.size()) {
+            auto v = ParseUint(w[++i]);
+            if (!v.ok()) return printf("power_cut: invalid seed '%s'\n", w[i].c_str()), false;
+            seed = *v;
+        } else {
+            return printf("power_cut: usage: power_cut [-m lose-unflushed|random] [-s seed]\n"), false;
+        }
+    }
+    auto r = ctx.blk->PowerCut(mode, seed);
+    if (!r.ok()) return printf("power_cut failed: %s\n", r.status().message().c_str()), false;
+    ctx.powered_off = true;
+    printf("power cut (%s, seed %llu): %llu cached writes kept, %llu lost (%llu / %llu bytes)\n", PowerCutModeName(mode),
+           static_cast<unsigned long long>(seed), static_cast<unsigned long long>(r->ops_kept),
+           static_cast<unsigned long long>(r->ops_lost), static_cast<unsigned long long>(r->bytes_kept),
+           static_cast<unsigned long long>(r->bytes_lost));
+    return true;
+}
+
 bool CmdLength(IoContext& ctx, const std::vector<std::string>&) {
     printf("%s\n", FormatSize(ctx.blk->size()).c_str());
     return true;
@@ -171,7 +198,7 @@ const std::map<std::string, Handler>& Commands() {
     static const std::map<std::string, Handler> kCommands = {
         {"read", CmdRead}, {"r", CmdRead},         {"write", CmdWrite}, {"w", CmdWrite},
         {"discard", CmdDiscard}, {"d", CmdDiscard}, {"flush", CmdFlush}, {"f", CmdFlush},
-        {"length", CmdLength}, {"l", CmdLength},
+        {"length", CmdLength}, {"l", CmdLength}, {"power_cut", CmdPowerCut},
         {"zrp", CmdZoneReport}, {"zone_report", CmdZoneReport}, {"zo", CmdZo}, {"zone_open", CmdZo},
         {"zc", CmdZc}, {"zone_close", CmdZc}, {"zf", CmdZf}, {"zone_finish", CmdZf},
         {"zrs", CmdZrs}, {"zone_reset", CmdZrs}, {"zoff", CmdZoff}, {"zone_offline", CmdZoff},

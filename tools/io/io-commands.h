@@ -13,6 +13,7 @@ namespace qzns::io {
 struct IoContext {
     BlockBackend* blk = nullptr;
     std::string path;
+    bool powered_off = false;  // power_cut ran: the session ends and the image is left unclean
 };
 
 // Runs one command line; prints results like qemu-io; returns false if the command failed.
