@@ -3,7 +3,8 @@
 # connection; the host reconnects to the same export and finds, per zone:
 #   lose-unflushed: the write pointer exactly where the last acknowledged Flush (or reset) left
 #                   it, the data below it intact, nothing above it;
-#   random:         a write pointer between that and what was written, the data below it intact;
+#   random:         a write pointer between that and what was written (today: at the last flush
+#                   point, docs/power-cut.rst), the data below it intact;
 #   no cache:       nothing lost at all (the control run).
 # Every zone comes back Empty, Closed or Full (a power cycle), the reply and the POWER_CUT event
 # follow the schema, and `qzns-img check` and Debian's `qemu-img check` find no corruption.
