@@ -1,5 +1,7 @@
 #include "block/file-fault.h"
 
+#include "block/file-volatile.h"
+
 #include <algorithm>
 #include <cstring>
 #include <random>
@@ -232,16 +234,7 @@ Status FaultFile::SimulateCrash(CrashMode mode, uint64_t seed) {
     if (mode == CrashMode::kDropUnsynced) return Status::Ok();
     for (const PendingOp& op : log) {
         if (mode == CrashMode::kTearSectors && op.kind == OpKind::kWrite) {
-            // Sectors are aligned to the medium, not to the write: a write at 100 of 1000 bytes
-            // touches sectors 0..2, and each piece survives or not as a unit.
-            uint64_t pos = op.off;
-            uint64_t end = op.off + op.len;
-            while (pos < end) {
-                uint64_t piece_end = std::min(end, (pos / kSector + 1) * kSector);
-                if (rng() & 1)
-                    QZNS_TRY(inner_->Pwrite(op.data.data() + (pos - op.off), piece_end - pos, pos));
-                pos = piece_end;
-            }
+            QZNS_TRY(WriteTornSectors(*inner_, op.data.data(), op.len, op.off, rng).status());
             continue;
         }
         if (rng() & 1) QZNS_TRY(Apply(*inner_, op));

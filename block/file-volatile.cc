@@ -21,6 +21,19 @@ namespace {
 constexpr uint64_t kSector = 512;
 }  // namespace
 
+Result<uint64_t> WriteTornSectors(File& to, const uint8_t* data, uint64_t len, uint64_t off, std::mt19937_64& rng) {
+    uint64_t kept = 0;
+    for (uint64_t pos = off, end = off + len; pos < end;) {
+        uint64_t piece_end = std::min(end, (pos / kSector + 1) * kSector);
+        if (rng() & 1) {
+            QZNS_TRY(to.Pwrite(data + (pos - off), piece_end - pos, pos));
+            kept += piece_end - pos;
+        }
+        pos = piece_end;
+    }
+    return kept;
+}
+
 const char* PowerCutModeName(PowerCutMode m) {
     return m == PowerCutMode::kRandom ? "random" : "lose-unflushed";
 }
@@ -271,23 +284,13 @@ Result<PowerCutReport> VolatileCacheFile::PowerCut(PowerCutMode mode, uint64_t s
             if (keep) QZNS_TRY(Apply(*inner_, *op));
             continue;
         }
-        // Sector by sector (sectors aligned in the file), runs of kept sectors written at once.
-        bool any = false;
-        uint64_t pos = op->off, end = op->off + op->len;
-        while (pos < end) {
-            bool keep = mode == PowerCutMode::kRandom && (rng() & 1);
-            uint64_t run = pos;
-            do {
-                run = std::min(end, (run / kSector + 1) * kSector);
-            } while (run < end && mode == PowerCutMode::kRandom && ((rng() & 1) != 0) == keep);
-            (keep ? rep.bytes_kept : rep.bytes_lost) += run - pos;
-            if (keep) {
-                QZNS_TRY(inner_->Pwrite(op->data.data() + (pos - op->off), run - pos, pos));
-                any = true;
-            }
-            pos = run;
+        uint64_t kept = 0;
+        if (mode == PowerCutMode::kRandom) {
+            QZNS_ASSIGN(kept, WriteTornSectors(*inner_, op->data.data(), op->len, op->off, rng));
         }
-        (any ? rep.ops_kept : rep.ops_lost)++;
+        rep.bytes_kept += kept;
+        rep.bytes_lost += op->len - kept;
+        (kept ? rep.ops_kept : rep.ops_lost)++;
     }
     if (rep.ops_kept) QZNS_TRY(inner_->Sync());
     return rep;

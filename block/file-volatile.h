@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <random>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,11 @@ enum class PowerCutMode {
 const char* PowerCutModeName(PowerCutMode m);
 // "lose-unflushed" or "random".
 Result<PowerCutMode> ParsePowerCutMode(const std::string& s);
+
+// Writes what a power cut leaves of one cached write: each 512-byte sector (aligned in the file,
+// not in the write) independently kept or lost by one draw of `rng`, in order. Returns the bytes
+// kept. Shared with the crash-testing FaultFile (block/file-fault.h) so both tear alike.
+Result<uint64_t> WriteTornSectors(File& to, const uint8_t* data, uint64_t len, uint64_t off, std::mt19937_64& rng);
 
 struct PowerCutReport {
     uint64_t ops_kept = 0, ops_lost = 0;      // cached operations (writes, punches, truncates)
