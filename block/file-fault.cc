@@ -41,8 +41,6 @@ struct FaultFile::Faults {
 
 namespace {
 
-constexpr uint64_t kSector = 512;
-
 const char* KindName(OpKind k) {
     switch (k) {
     case OpKind::kRead: return "read";
