@@ -24,6 +24,8 @@ declare -A GROUP=(
   # from .debs), socat for QMP, iproute2 for ss, debootstrap for the QEMU 11 trixie chroot
   [guest]="qemu-system-x86 qemu-utils busybox-static cpio kmod socat iproute2 util-linux procps
            debootstrap debian-archive-keyring ca-certificates python3 gawk"
+  # the peer suites (tests/guest/peer): Debian sources of fio and zonefs-tools, built on the host
+  [peer]="apt curl debian-archive-keyring ca-certificates tar coreutils"
   # make bench
   [bench]="fio gnuplot-nox qemu-utils qemu-system-x86 util-linux python3"
 )
