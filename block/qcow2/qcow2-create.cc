@@ -96,6 +96,8 @@ Status Create(std::unique_ptr<File> file, const CreateOptions& opts) {
         m.l1_size_ = static_cast<uint32_t>(l1_size);
         m.refcount_table_offset_ = uint64_t{cs};
         m.refcount_table_clusters_ = static_cast<uint32_t>(rt_clusters);
+        m.header_reftable_offset_ = m.refcount_table_offset_;
+        m.header_reftable_clusters_ = m.refcount_table_clusters_;
         m.l1_table_offset_ = (1 + rt_clusters + rb_count) * cs;
         m.info_.backing_file = opts.backing_file;
         m.info_.backing_format = opts.backing_format;

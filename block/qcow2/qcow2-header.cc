@@ -128,6 +128,8 @@ Status Image::ParseHeader() {
 
     refcount_table_offset_ = h.refcount_table_offset.get();
     refcount_table_clusters_ = h.refcount_table_clusters.get();
+    header_reftable_offset_ = refcount_table_offset_;
+    header_reftable_clusters_ = refcount_table_clusters_;
     uint64_t reftable_bytes = uint64_t{refcount_table_clusters_} * cluster_size_;
     if (refcount_table_clusters_ == 0 || reftable_bytes > kMaxRefcountTableBytes)
         return Status::Error(EINVAL, "refcount table size " + std::to_string(refcount_table_clusters_) +
@@ -221,6 +223,12 @@ Status Image::WriteHeader() {
 }
 
 Status Image::WriteHeaderWith(bool feature_table) {
+    QZNS_ASSIGN(std::vector<uint8_t> buf, HeaderBytes(feature_table, header_reftable_offset_, header_reftable_clusters_));
+    header_writes_++;
+    return file_->Pwrite(buf.data(), buf.size(), 0);
+}
+
+Result<std::vector<uint8_t>> Image::HeaderBytes(bool feature_table, uint64_t rt_off, uint32_t rt_clusters) {
     std::vector<uint8_t> buf;
     buf.reserve(cluster_size_);
     Header h{};
@@ -230,8 +238,8 @@ Status Image::WriteHeaderWith(bool feature_table) {
     h.size.set(size_);
     h.l1_size.set(l1_size_);
     h.l1_table_offset.set(l1_table_offset_);
-    h.refcount_table_offset.set(refcount_table_offset_);
-    h.refcount_table_clusters.set(refcount_table_clusters_);
+    h.refcount_table_offset.set(rt_off);
+    h.refcount_table_clusters.set(rt_clusters);
     h.nb_snapshots.set(nb_snapshots_);
     h.snapshots_offset.set(snapshots_offset_);
     uint32_t hlen = kV2HeaderLength;
@@ -285,7 +293,7 @@ Status Image::WriteHeaderWith(bool feature_table) {
     }
     if (buf.size() > cluster_size_)
         return Status::Error(ENOSPC, "header and extensions do not fit in one cluster");
-    return file_->Pwrite(buf.data(), buf.size(), 0);
+    return buf;
 }
 
 Status Image::SetIncompatBit(uint64_t bit, bool on) {

@@ -207,17 +207,13 @@ Result<uint64_t> Image::AllocClusters(uint64_t n) {
     }
 }
 
-// Holds mu_ across its I/O (rare: once per doubling of the image's refcount coverage). It runs
-// inside an allocating step and must finish once begun, so its cache misses read under mu_.
+// Runs inside an allocating step and does no I/O, so mu_ is never held across a File call for
+// it. The new table and the refcount blocks it needs are placed in memory past everything in use;
+// the next FlushMetadata writes the blocks, then the table, then the header that points to it,
+// each durable before the next. Until that header is on disk, header writes keep pointing to the
+// old table (header_reftable_offset_), which stays allocated until the flush after the switch,
+// so a crash at any moment finds a header whose table and blocks are all on disk.
 Status Image::GrowRefcountTable(uint64_t min_blocks) {
-    // A metadata write-back in progress may put older copies of refcount blocks on disk after
-    // this function wrote (and synced) the ones the new table relies on: let it finish first.
-    // Nothing has changed yet, so the step can be rerun (RunStep waits).
-    if (flush_writing_ && !locked_io_) {
-        miss_ = TableMiss{TableMiss::kFlushWriting, 0};
-        return Status::Error(EAGAIN, "refcount table growth waits for a metadata flush (internal)");
-    }
-    ScopedLockedIo io(locked_io_);
     uint64_t entries_per_cluster = cluster_size_ / 8;
     uint64_t want = std::max<uint64_t>(min_blocks, reftable_.size() + reftable_.size() / 2);
     uint64_t new_clusters = (want + entries_per_cluster - 1) / entries_per_cluster;
@@ -226,10 +222,12 @@ Status Image::GrowRefcountTable(uint64_t min_blocks) {
     std::vector<uint64_t> table = reftable_;
     table.resize(new_clusters * entries_per_cluster, 0);
 
-    // Place the new table and the refcount blocks it needs after everything in use.
-    QZNS_ASSIGN(uint64_t fsize, file_->Size());
-    uint64_t end = std::max(fsize, file_end_);
-    uint64_t table_start = (end + cluster_size_ - 1) >> cluster_bits_;
+    // Place the table past everything in use and past the old table's reach: every cluster it
+    // and its new blocks occupy is then described by a block created here, so setting their
+    // refcounts below needs no block that might have to be read from disk (a miss the step
+    // could not take half-way). Clusters skipped below that point stay free for later use.
+    uint64_t covered = uint64_t{reftable_.size()} << refblock_bits_;
+    uint64_t table_start = std::max((file_end_ + cluster_size_ - 1) >> cluster_bits_, covered);
     uint64_t next = table_start + new_clusters;
     std::vector<uint64_t> new_blocks;  // block indexes created here
     for (bool changed = true; changed;) {
@@ -246,36 +244,23 @@ Status Image::GrowRefcountTable(uint64_t min_blocks) {
             }
         }
     }
-    reftable_.swap(table);  // from here LoadRefcountBlock sees the new layout
+    // Nothing has changed so far; from here on nothing can fail half-way.
+    reftable_.swap(table);
     reftable_version_++;
-    uint64_t old_off = refcount_table_offset_;
-    uint64_t old_clusters = refcount_table_clusters_;
-    for (uint64_t b : new_blocks) refblock_cache_.NewZeroed(reftable_[b]);
+    std::vector<TablePtr> pinned;
+    for (uint64_t b : new_blocks) pinned.push_back(refblock_cache_.NewZeroed(reftable_[b]));
     file_end_ = std::max(file_end_, next << cluster_bits_);
-
-    // Blocks first, then the table, then the header that points to it.
-    Status st = [&]() REQUIRES(mu_) -> Status {
-        for (uint64_t c = table_start; c < next; c++) QZNS_TRY(SetRefcount(c, 1));
-        QZNS_TRY(refblock_cache_.WriteDirty());
-        std::vector<uint8_t> raw(new_clusters * cluster_size_);
-        for (size_t i = 0; i < reftable_.size(); i++) store_be64(&raw[i * 8], reftable_[i]);
-        QZNS_TRY(file_->Pwrite(raw.data(), raw.size(), table_start << cluster_bits_));
-        QZNS_TRY(file_->Sync());
-        refcount_table_offset_ = table_start << cluster_bits_;
-        refcount_table_clusters_ = static_cast<uint32_t>(new_clusters);
-        QZNS_TRY(WriteHeader());
-        return file_->Sync();
-    }();
-    if (!st.ok()) {
-        // The disk still holds a consistent old or new table, but memory is ahead of the header:
-        // a later flush would write the new table where the header may not point. Stop writing.
-        write_failure_ = "growing the refcount table failed (" + st.message() + ")";
-        writable_.store(false, std::memory_order_release);  // after the reason (qcow2.h)
-        return st;
+    for (uint64_t c = table_start; c < next; c++) {
+        TablePtr& t = pinned[(c >> refblock_bits_) - (table_start >> refblock_bits_)];
+        WriteEntry(*t, refcount_order_, c & ((1ull << refblock_bits_) - 1), 1);
+        refblock_cache_.MarkDirty(t);
     }
-    reftable_dirty_ = false;
-    // The old table is freed by the next flush, like any cluster (nothing points to it now).
-    QueueFree(old_off, old_clusters << cluster_bits_);
+    // A table that grew before and was never pointed to by the header is freed like the one the
+    // header points to: by the flush after the header stops pointing to them.
+    QueueFree(refcount_table_offset_, uint64_t{refcount_table_clusters_} << cluster_bits_);
+    refcount_table_offset_ = table_start << cluster_bits_;
+    refcount_table_clusters_ = static_cast<uint32_t>(new_clusters);
+    reftable_dirty_ = true;
     metadata_dirty_ = true;
     return Status::Ok();
 }

@@ -138,10 +138,6 @@ Status Image::FindTable(bool l2, uint64_t off, TablePtr* out) {
 }
 
 Status Image::LoadMissedTable(TableMiss miss, std::vector<TablePtr>* pins) {
-    if (miss.kind == TableMiss::kFlushWriting) {
-        cluster_idle_cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !flush_writing_; });
-        return Status::Ok();
-    }
     TableCache& cache = miss.kind == TableMiss::kL2Table ? l2_cache_ : refblock_cache_;
     uint64_t off = miss.offset;
     while (true) {
@@ -489,15 +485,29 @@ Status Image::FlushMetadata() {
     bool reftable = reftable_dirty_;
     uint64_t reftable_version = reftable_version_;
     uint64_t reftable_off = refcount_table_offset_;
+    uint32_t reftable_clusters = refcount_table_clusters_;
     std::vector<uint8_t> reftable_raw;
     if (reftable) {
         reftable_raw.resize(reftable_.size() * 8);
         for (size_t i = 0; i < reftable_.size(); i++) store_be64(&reftable_raw[i * 8], reftable_[i]);
     }
+    // The table grew (GrowRefcountTable): the header moves to it once it is on disk.
+    const bool moved = reftable_off != header_reftable_offset_ || reftable_clusters != header_reftable_clusters_;
+    const uint64_t header_writes = header_writes_;
+    std::vector<uint8_t> header_raw;
+    if (moved) {
+        auto hb = HeaderBytes(true, reftable_off, reftable_clusters);
+        if (!hb.ok() && hb.status().err() == ENOSPC) hb = HeaderBytes(false, reftable_off, reftable_clusters);
+        if (!hb.ok()) {
+            metadata_dirty_ = true;
+            return hb.status();
+        }
+        header_raw = std::move(*hb);
+    }
+    bool header_moved = false;  // the header on disk points to the new table
     std::vector<std::pair<uint64_t, uint64_t>> frees = std::move(pending_frees_);
     pending_frees_.clear();
     metadata_dirty_ = false;
-    flush_writing_ = true;
     lk.Unlock();
 
     st = [&]() -> Status {
@@ -506,6 +516,13 @@ Status Image::FlushMetadata() {
         if (reftable) {
             QZNS_TRY(file_->Sync());
             QZNS_TRY(file_->Pwrite(reftable_raw.data(), reftable_raw.size(), reftable_off));
+        }
+        if (moved) {
+            // The new table and its blocks are durable before the header points to them.
+            QZNS_TRY(file_->Sync());
+            QZNS_TRY(file_->Pwrite(header_raw.data(), header_raw.size(), 0));
+            QZNS_TRY(file_->Sync());
+            header_moved = true;
         }
         // 2. Data and refcounts durable, then the L2 tables that map the data.
         QZNS_TRY(file_->Sync());
@@ -523,8 +540,19 @@ Status Image::FlushMetadata() {
     }();
 
     lk.Lock();
-    flush_writing_ = false;
-    cluster_idle_cv_.NotifyAll();
+    if (header_moved) {
+        header_reftable_offset_ = reftable_off;
+        header_reftable_clusters_ = reftable_clusters;
+        // A header written meanwhile (MarkCorrupt) may have landed after ours with the old
+        // table, or ours after it without its change: write the current one once more. Rare,
+        // and MarkCorrupt holds mu_ across its header write anyway.
+        if (header_writes_ != header_writes) {
+            ScopedLockedIo io(locked_io_);
+            Status hs = WriteHeader();
+            if (hs.ok()) hs = file_->Sync();
+            if (st.ok()) st = hs;
+        }
+    }
     if (!st.ok()) {
         // Nothing was marked clean; the frees wait for a flush that succeeds.
         metadata_dirty_ = true;
@@ -543,7 +571,6 @@ Status Image::FlushMetadata() {
     // merely leaks the clusters.
     QZNS_TRY(FreeClusters(frees));
     refblocks = refblock_cache_.CopyDirty();
-    flush_writing_ = true;
     lk.Unlock();
     st = Status::Ok();
     for (const auto& c : refblocks) {
@@ -551,8 +578,6 @@ Status Image::FlushMetadata() {
         if (!st.ok()) break;
     }
     lk.Lock();
-    flush_writing_ = false;
-    cluster_idle_cv_.NotifyAll();
     QZNS_TRY(st);
     for (const auto& c : refblocks) refblock_cache_.MarkClean(c);
     return Status::Ok();

@@ -23,8 +23,9 @@
 // with a miss before changing anything, the table is read with mu_ dropped, and the step runs
 // again. Metadata write-back (FlushMetadata) copies the dirty tables under mu_ and writes them
 // without it, one flush at a time (flush_mu_). Open, Create, Check and Close run alone and may
-// hold mu_ across I/O, and so do two rare paths: growing the refcount table
-// (GrowRefcountTable) and marking the image corrupt (MarkCorrupt).
+// hold mu_ across I/O, and so does one rare error path: marking the image corrupt
+// (MarkCorrupt). Growing the refcount table does no I/O in the step that needs it: the new table
+// is placed in memory and FlushMetadata writes it, then the header that points to it.
 #pragma once
 
 #include <atomic>
@@ -190,6 +191,9 @@ private:
     Status ParseExtensions(const std::vector<uint8_t>& cluster0, uint32_t header_length);
     Status WriteHeader() REQUIRES(mu_);  // rewrites cluster 0, preserving unknown extensions
     Status WriteHeaderWith(bool feature_table) REQUIRES(mu_);
+    // The header as it would be written now, pointing to the refcount table at rt_off.
+    Result<std::vector<uint8_t>> HeaderBytes(bool feature_table, uint64_t rt_off, uint32_t rt_clusters)
+        REQUIRES(mu_);
     Status SetIncompatBit(uint64_t bit, bool on) REQUIRES(mu_);
 
     // qcow2-refcount.cc
@@ -211,7 +215,6 @@ private:
         enum Kind {
             kL2Table,
             kRefcountBlock,
-            kFlushWriting,  // not a table: GrowRefcountTable waits for a write-back to end
         };
         Kind kind = kL2Table;
         uint64_t offset = 0;
@@ -325,17 +328,21 @@ private:
     util::CondVar table_loaded_cv_;  // a table load without mu_ ended (TableCache::loading)
     std::optional<TableMiss> miss_ GUARDED_BY(mu_);  // the table a step missed (FindTable)
     // Above 0, cache misses read the table with mu_ held instead of failing the step: for the
-    // phases that run alone and for GrowRefcountTable, which must not be interrupted.
+    // phases that run alone (open, create, check, close) and MarkCorrupt.
     int locked_io_ GUARDED_BY(mu_) = 0;
     // FlushMetadata is extending the file to file_end_ with mu_ dropped: no allocation may
     // hand out (and a writer then extend the file with) clusters past that end meanwhile.
     bool truncating_ GUARDED_BY(mu_) = false;
-    // FlushMetadata is writing metadata tables with mu_ dropped (see GrowRefcountTable).
-    bool flush_writing_ GUARDED_BY(mu_) = false;
     std::vector<uint64_t> l1_ GUARDED_BY(mu_);  // host-endian copy
     std::set<uint32_t> dirty_l1_ GUARDED_BY(mu_);
     uint64_t refcount_table_offset_ GUARDED_BY(mu_) = 0;
     uint32_t refcount_table_clusters_ GUARDED_BY(mu_) = 0;
+    // The refcount table the header on disk points to. It differs from the one above after the
+    // table grew (GrowRefcountTable) until a FlushMetadata has written the new table and then
+    // the header; until then every header write keeps pointing to the old, still allocated one.
+    uint64_t header_reftable_offset_ GUARDED_BY(mu_) = 0;
+    uint32_t header_reftable_clusters_ GUARDED_BY(mu_) = 0;
+    uint64_t header_writes_ GUARDED_BY(mu_) = 0;  // bumped by every WriteHeaderWith
     std::vector<uint64_t> reftable_ GUARDED_BY(mu_);  // host-endian copy
     bool reftable_dirty_ GUARDED_BY(mu_) = false;
     uint64_t reftable_version_ GUARDED_BY(mu_) = 0;  // bumped by every change of reftable_

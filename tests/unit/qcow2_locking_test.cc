@@ -310,5 +310,95 @@ TEST_F(Qcow2Locking, RefcountBlockMissDuringAllocationDoesNotBlockReads) {
     ASSERT_OK(img->Close());
 }
 
+// Growing the refcount table happens inside an allocating write, which holds mu_ while it
+// decides; the new table must then be written later, not there. 512-byte clusters with 64-bit
+// refcounts make one refcount block cover 64 clusters, so a short run of allocating writes
+// outgrows the first table. The write that grows it is held at its first File call: a read
+// of data already cached must still complete.
+uint64_t HeaderReftableOffset(File& f) {
+    uint8_t raw[8];
+    EXPECT_TRUE(f.Pread(raw, sizeof(raw), 48).ok());  // QCowHeader.refcount_table_offset
+    uint64_t v = 0;
+    for (uint8_t b : raw) v = v << 8 | b;
+    return v;
+}
+
+TEST(Qcow2LockingGrowth, RefcountTableGrowthDoesNoIoUnderTheLock) {
+    constexpr uint32_t kSmall = 512;
+    qcow2::CreateOptions co;
+    co.size = 64 << 20;
+    co.cluster_size = kSmall;
+    co.refcount_bits = 64;
+    auto open = [](File* f) {
+        auto img = qcow2::Image::Open(BorrowFile(f), {.write = true}, nullptr);
+        EXPECT_TRUE(img.ok()) << img.status().message();
+        return img.ok() ? std::move(*img) : nullptr;
+    };
+    auto cluster = [](uint64_t i) { return Pattern(kSmall, static_cast<uint8_t>(i)); };
+    // Which write grows the table (seen by the header moving after its flush)? The same
+    // sequence on a fresh image then reaches the same point.
+    uint64_t grows_at = 0;
+    {
+        auto f = NewMemFile();
+        ASSERT_OK(qcow2::Create(BorrowFile(f.get()), co));
+        auto img = open(f.get());
+        ASSERT_NE(img, nullptr);
+        uint64_t first = HeaderReftableOffset(*f);
+        for (uint64_t i = 0; i < 20000 && !grows_at; i++) {
+            auto p = cluster(i);
+            ASSERT_OK(img->Write(i * kSmall, p.data(), p.size()));
+            ASSERT_OK(img->Flush());
+            if (HeaderReftableOffset(*f) != first) grows_at = i;
+        }
+        ASSERT_NE(grows_at, 0u) << "the refcount table never grew";
+        ASSERT_OK(img->Close());
+    }
+    auto mem = NewMemFile();
+    ASSERT_OK(qcow2::Create(BorrowFile(mem.get()), co));
+    uint64_t first = HeaderReftableOffset(*mem);
+    auto gate_owned = std::make_unique<GateFile>(mem.get());
+    GateFile* gate = gate_owned.get();
+    auto opened = qcow2::Image::Open(std::move(gate_owned), {.write = true}, nullptr);
+    ASSERT_TRUE(opened.ok()) << opened.status().message();
+    auto& img = *opened;
+    for (uint64_t i = 0; i < grows_at; i++) {
+        auto p = cluster(i);
+        ASSERT_OK(img->Write(i * kSmall, p.data(), p.size()));
+        ASSERT_OK(img->Flush());
+    }
+    ASSERT_EQ(HeaderReftableOffset(*mem), first);
+    std::vector<uint8_t> back(kSmall);
+    ASSERT_OK(img->Read(0, back.data(), back.size()));  // cached from here on
+
+    gate->Arm([](OpKind k, uint64_t, uint64_t) { return k != OpKind::kRead; });
+    auto p = cluster(grows_at);
+    Background grower([&] { return img->Write(grows_at * kSmall, p.data(), p.size()); });
+    ASSERT_TRUE(gate->WaitEntered()) << "the growing write made no File call";
+    Background reader([&] { return img->Read(0, back.data(), back.size()); });
+    bool progressed = reader.DoneWithin(std::chrono::duration_cast<std::chrono::milliseconds>(kPatience));
+    gate->Release();
+    ASSERT_OK(reader.Finish());
+    ASSERT_OK(grower.Finish());
+    EXPECT_TRUE(progressed) << "a read waited for the refcount table growth's I/O: the image lock is held across it";
+    EXPECT_EQ(back, cluster(0));
+
+    // The header moves with the flush, and the image is whole afterwards.
+    EXPECT_EQ(HeaderReftableOffset(*mem), first) << "the header moved before a flush";
+    ASSERT_OK(img->Flush());
+    EXPECT_NE(HeaderReftableOffset(*mem), first);
+    ASSERT_OK(img->Close());
+    auto again = open(mem.get());
+    ASSERT_NE(again, nullptr);
+    for (uint64_t i = 0; i <= grows_at; i++) {
+        ASSERT_OK(again->Read(i * kSmall, back.data(), back.size()));
+        ASSERT_EQ(back, cluster(i)) << "cluster " << i;
+    }
+    auto res = again->Check(qcow2::RepairMode::kNone);
+    ASSERT_TRUE(res.ok()) << res.status().message();
+    EXPECT_EQ(res->corruptions, 0u);
+    EXPECT_EQ(res->leaks, 0u);
+    ASSERT_OK(again->Close());
+}
+
 }  // namespace
 }  // namespace qzns
