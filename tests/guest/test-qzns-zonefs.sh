@@ -24,7 +24,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/../../tools/need.sh"
 need socat qemu-system-x86_64:qemu-system-x86 /usr/bin/python3:python3 unshare:util-linux
 ROOT=$(cd "$HERE/../.." && pwd)
-BUILD=${QZNS_BUILD:-$ROOT/build} WORK= KEEP=0 TIMEOUT=400 TRANSPORTS="tcp vfio-user"
+BUILD=${QZNS_BUILD:-$ROOT/build} WORK= KEEP=0 TIMEOUT=900 TRANSPORTS="tcp vfio-user"
 while [ $# -gt 0 ]; do
     case $1 in
         --build) BUILD=$(cd "$2" && pwd); shift 2 ;;
