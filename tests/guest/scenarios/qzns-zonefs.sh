@@ -158,7 +158,7 @@ mount_z
 eq "top level: only seq/ (NVMe ZNS has no conventional zones, so no cnv/ even with aggr_cnv)" "$(ls "$M" | tr '\n' ' ')" "seq "
 eq "seq/0 owner and mode from the format options" "$(stat -c '%u:%g %a' "$M/seq/0")" "1000:100 600"
 umount "$M"
-err "mkzonefs without -f on a zonefs device refuses" "existing|zonefs|-f" "$MKZONEFS" "$DEV"
+err "mkzonefs without -f on a zonefs device refuses" "existing" "$MKZONEFS" "$DEV"
 
 step "2. mkzonefs (defaults) and the file tree"
 ok "mkzonefs -f $DEV" "$MKZONEFS" -f "$DEV"
@@ -201,9 +201,7 @@ err "O_DIRECT write past the file end" "Invalid argument" \
     dd if=/tmp/p4k of="$M/seq/0" bs=4096 seek=$((S0 / 4096 + 1)) count=1 oflag=direct conv=notrunc
 err "O_DIRECT write of 512 B (not a 4 KiB block) at the end" "Invalid argument" \
     dd if=/tmp/p4k of="$M/seq/0" bs=512 seek=$((S0 / 512)) count=1 oflag=direct conv=notrunc
-err "O_DIRECT write at a misaligned end offset" "Invalid argument" \
-    dd if=/tmp/p4k of="$M/seq/0" bs=1 seek=$((S0 + 512)) count=4096 oflag=direct conv=notrunc iflag=fullblock
-err "buffered write at the file end" "Input/output error|Invalid argument" \
+err "buffered write at the file end" "Input/output error" \
     dd if=/tmp/p4k of="$M/seq/0" bs=4096 seek=$((S0 / 4096)) count=1 conv=notrunc,fsync
 eq "seq/0 size unchanged by the rejected writes" "$(size 0)" "$S0"
 eq "seq/0 data unchanged by the rejected writes" "$(sum "$M/seq/0")" "$(exp 0)"
@@ -228,7 +226,7 @@ ok "append 64 KiB" app "$M/seq/2" 65536
 FREE0=$(stat -f -c %f "$M")
 err "truncate to 8 KiB (shrink, not 0)" "Operation not permitted" truncate -s 8192 "$M/seq/2"
 err "truncate to 1 MiB (grow, not the capacity)" "Operation not permitted" truncate -s 1M "$M/seq/2"
-err "truncate to the zone size ($ZONE_MB MiB > capacity)" "Operation not permitted|File too large|Invalid argument" truncate -s "$ZONE_BYTES" "$M/seq/2"
+err "truncate to the zone size ($ZONE_MB MiB > capacity)" "File too large" truncate -s "$ZONE_BYTES" "$M/seq/2"
 eq "seq/2 size after refused truncates" "$(size 2)" 65536
 ok "truncate to the zone capacity" truncate -s "$CAP_BYTES" "$M/seq/2"
 eq "seq/2 size = capacity" "$(size 2)" "$CAP_BYTES"
