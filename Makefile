@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # target installs the groups it uses, so a fresh Debian 12 machine needs nothing beforehand.
 DEPS := tools/install-deps.sh
 
-.PHONY: all deps build check check-unit check-iotests check-asan check-tsan check-fuzz check-guest docs demo clean
+.PHONY: all deps build check check-unit check-iotests check-asan check-tsan check-fuzz check-guest check-zonefs docs demo clean
 
 all: build
 
@@ -70,6 +70,12 @@ check-guest: build
 	@$(DEPS) guest
 	tests/guest/build-guest.sh
 	for t in $(GUEST_TESTS); do echo "== $$t"; bash $$t --build $(BUILD) || exit 1; done
+
+# zonefs alone (check-guest runs it too): qzns's own zonefs checks over NVMe/TCP and vfio-user
+check-zonefs: build
+	@$(DEPS) guest
+	tests/guest/build-guest.sh
+	bash tests/guest/test-qzns-zonefs.sh --build $(BUILD)
 
 check: check-unit check-iotests check-asan check-tsan check-fuzz docs check-install check-guest
 

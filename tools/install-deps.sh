@@ -26,6 +26,8 @@ declare -A GROUP=(
            debootstrap debian-archive-keyring ca-certificates python3 gawk"
   # the peer suites (tests/guest/peer): Debian sources of fio and zonefs-tools, built on the host
   [peer]="apt curl debian-archive-keyring ca-certificates tar coreutils"
+  # Debian's mkzonefs with its own loader and libraries for the guest (tests/guest/peer/fetch-mkzonefs.sh)
+  [peer-zonefs]="apt dpkg debian-archive-keyring ca-certificates coreutils binutils"
   # make bench
   [bench]="fio gnuplot-nox qemu-utils qemu-system-x86 util-linux python3"
 )
