@@ -26,6 +26,8 @@ declare -A GROUP=(
            debootstrap debian-archive-keyring ca-certificates python3 gawk"
   # the peer suites (tests/guest/peer): Debian sources of fio and zonefs-tools, built on the host
   [peer]="apt curl debian-archive-keyring ca-certificates tar coreutils"
+  # fio built from that source on the host for the guest (t/zbd): its libaio engine, zlib
+  [peer-fio]="gcc make libc6-dev libaio-dev zlib1g-dev"
   # make bench
   [bench]="fio gnuplot-nox qemu-utils qemu-system-x86 util-linux python3"
 )
