@@ -71,6 +71,19 @@ check-guest: build
 	tests/guest/build-guest.sh
 	for t in $(GUEST_TESTS); do echo "== $$t"; bash $$t --build $(BUILD) || exit 1; done
 
+# fio's own zoned-device suite (t/zbd, fio built from the newest source Debian serves) in real
+# guests: every transport x geometry in PEER_FIO_RUNS, PEER_JOBS at a time; each test's log and
+# a JSON result per run in PEER_RESULTS, the report in PEER_REPORT. Any FAIL fails the target.
+PEER_RESULTS ?= /tmp/qzns-peer-results
+PEER_REPORT ?= tests/guest/peer-suites.md
+PEER_FIO_RUNS ?= tcp:full vfio-user:full tcp:smallcap vfio-user:smallcap
+PEER_JOBS ?= 4
+.PHONY: check-peer-fio
+check-peer-fio: build
+	@$(DEPS) guest peer peer-fio
+	bash tests/guest/peer/check-fio-zbd.sh --build $(BUILD) --results $(PEER_RESULTS) \
+	    --report $(PEER_REPORT) --jobs $(PEER_JOBS) $(PEER_FIO_RUNS)
+
 check: check-unit check-iotests check-asan check-tsan check-fuzz docs check-install check-guest
 
 demo: build
