@@ -1,7 +1,7 @@
 #!/bin/bash
 # Every fio t/zbd run of `make check-peer-fio` (transport x geometry, test-fio-zbd.sh), up to
-# JOBS at a time, then the report (suites-report.py). A third of each run's guest time is the
-# suite's fixed-length (time_based) jobs, which take as long whatever the CPU, so runs side by
+# JOBS at a time, then the report (suites-report.py). About 300 s of each run's guest time are
+# the suite's fixed-length (time_based) jobs, which take as long whatever the CPU, so runs side by
 # side finish sooner than one after another even on two cores.
 #
 # Usage: tests/guest/peer/check-fio-zbd.sh [--build DIR] [--results DIR] [--report FILE]

@@ -86,6 +86,8 @@ def markdown(results):
            "`zns`, and a test that skipped there for want of what another namespace of the same "
            "device has is run again there (`lim`: max open = max active zones; `conv`: the NVM "
            "namespace of the image's conventional zones).", "",
+           "Runs of " + ", ".join(sorted({r.get("date", "?") for r in results})) + "; guest: "
+           + "; ".join(sorted({r.get("guest", "?") for r in results})) + ".", "",
            "| Suite | Version | Transport | Geometry | Pass | Fail | Skip | Guest time (s) |",
            "|---|---|---|---|---|---|---|---|"]
     for r in results:

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import time
 
 NAMESPACES = ("zns", "lim", "conv")
 STATUSES = ("PASS", "FAIL", "SKIP")
@@ -104,11 +105,19 @@ def main():
                     entry.update(status=s, namespace=ns, reason="")
         tests.append(entry)
 
+    guest = ""
+    out = os.path.join(a.dir, "guest.out")
+    if os.path.exists(out):
+        with open(out, errors="replace") as f:
+            m = re.search(r"^== guest: (.*)$", f.read(), re.M)
+            guest = m.group(1).strip() if m else ""
+
     counts = dict.fromkeys(STATUSES, 0)
     for t in tests:
         counts[t["status"]] += 1
     json.dump({"suite": "fio t/zbd/test-zbd-support -r", "version": a.version,
                "transport": a.transport, "geometry": a.geometry, "seconds": a.seconds,
+               "date": time.strftime("%Y-%m-%d", time.gmtime()), "guest": guest,
                "subset": a.subset.split(), "counts": counts, "namespaces": namespaces,
                "tests": tests}, sys.stdout, indent=1)
     print()
