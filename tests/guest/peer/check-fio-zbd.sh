@@ -43,10 +43,12 @@ rm -f "$RESULTS"/fio-zbd-*.json
 declare -A PID=() START=()
 rc=0
 finish() {  # finish RUN: wait for it, print its log
-    local r=$1 name=fio-zbd-${1%%:*}-${1#*:} s=0
-    wait "${PID[$r]}" || s=$?
+    local r=$1 name=fio-zbd-${1%%:*}-${1#*:} s end
+    wait "${PID[$r]}" || true
+    # Its own end time: runs are reaped in any order, later than they end.
+    read -r s end < "$RESULTS/$name.end" || { s=killed end=$(date +%s); }
     sed 's/^/  /' "$RESULTS/$name.log"
-    say "$name: exit $s after $(( $(date +%s) - START[$r] ))s wall"
+    say "$name: exit $s after $(( end - START[$r] ))s wall"
     [ "$s" = 0 ] || rc=1
     unset "PID[$r]"
 }
@@ -57,8 +59,13 @@ for r in "${RUNS[@]}"; do
     done
     name=fio-zbd-${r%%:*}-${r#*:}
     START[$r]=$(date +%s)
-    bash "$HERE/test-fio-zbd.sh" --build "$BUILD" --results "$RESULTS" \
-        --transport "${r%%:*}" --geometry "${r#*:}" > "$RESULTS/$name.log" 2>&1 &
+    rm -f "$RESULTS/$name.end"
+    (
+        s=0
+        bash "$HERE/test-fio-zbd.sh" --build "$BUILD" --results "$RESULTS" \
+            --transport "${r%%:*}" --geometry "${r#*:}" > "$RESULTS/$name.log" 2>&1 || s=$?
+        echo "$s $(date +%s)" > "$RESULTS/$name.end"
+    ) &
     PID[$r]=$!
     say "$name started (pid ${PID[$r]})"
 done
