@@ -27,7 +27,7 @@ TOP=$(cd "$HERE/../../.." && pwd)
 source "$TOP/tools/need.sh"
 need socat /usr/bin/python3:python3
 BUILD=${QZNS_BUILD:-$TOP/build} TRANSPORT=tcp GEOMETRY=full RESULTS=/tmp/qzns-peer-results
-WORK= KEEP=0 TIMEOUT=3600 TESTS=
+WORK='' KEEP=0 TIMEOUT=3600 TESTS=
 usage() { echo "usage: $0 [--build DIR] [--transport tcp|vfio-user] [--geometry full|smallcap] [--results DIR] [--workdir DIR] [--keep] [--timeout SECS] [--tests LIST]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
