@@ -77,7 +77,24 @@ check-zonefs: build
 	tests/guest/build-guest.sh
 	bash tests/guest/test-qzns-zonefs.sh --build $(BUILD)
 
-check: check-unit check-iotests check-asan check-tsan check-fuzz docs check-install check-guest
+# fio's own zoned-device suite (t/zbd, fio built from the newest source Debian serves) in real
+# guests: every transport x geometry in PEER_FIO_RUNS, PEER_JOBS at a time; each test's log and
+# a JSON result per run in PEER_RESULTS, the report in PEER_REPORT. Any FAIL fails the target.
+PEER_RESULTS ?= /tmp/qzns-peer-results
+PEER_REPORT ?= tests/guest/peer-suites.md
+PEER_FIO_RUNS ?= tcp:full vfio-user:full tcp:smallcap vfio-user:smallcap
+PEER_JOBS ?= 4
+.PHONY: check-peer-fio
+check-peer-fio: build
+	@$(DEPS) guest peer peer-fio
+	bash tests/guest/peer/check-fio-zbd.sh --build $(BUILD) --results $(PEER_RESULTS) \
+	    --report $(PEER_REPORT) --jobs $(PEER_JOBS) $(PEER_FIO_RUNS)
+
+# The community's own suites against qzns (tests/guest/peer-suites.md); CI runs them in `make check`.
+.PHONY: check-peer
+check-peer: check-peer-fio
+
+check: check-unit check-iotests check-asan check-tsan check-fuzz docs check-install check-guest check-peer
 
 demo: build
 	@$(DEPS) iotests guest

@@ -28,6 +28,8 @@ declare -A GROUP=(
   [peer]="apt curl debian-archive-keyring ca-certificates tar coreutils"
   # Debian's mkzonefs with its own loader and libraries for the guest (tests/guest/peer/fetch-mkzonefs.sh)
   [peer-zonefs]="apt dpkg debian-archive-keyring ca-certificates coreutils binutils"
+  # fio built from that source on the host for the guest (t/zbd): its libaio engine, zlib
+  [peer-fio]="gcc make libc6-dev libaio-dev zlib1g-dev"
   # make bench
   [bench]="fio gnuplot-nox qemu-utils qemu-system-x86 util-linux python3"
 )

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Build the test guest: Debian 12's Linux 6.1 kernel plus a busybox initramfs
-# holding nvme-cli, blkzone, fio, btrfs-progs, f2fs-tools, bash and GNU tools.
+# holding nvme-cli, blkzone, sg3-utils, fio, btrfs-progs, f2fs-tools, bash and GNU tools.
 #
 # Usage: tests/guest/build-guest.sh [OUTDIR]      (default: tests/guest/.cache)
 #
@@ -52,7 +52,7 @@ fi
 
 # ---------------------------------------------------------------- package set
 # Packages whose programs go into the guest (all their bin/sbin files).
-TOOL_PKGS=(nvme-cli util-linux fio bash grep sed gawk coreutils btrfs-progs
+TOOL_PKGS=(nvme-cli util-linux fio bash grep sed gawk coreutils btrfs-progs sg3-utils
            f2fs-tools kmod diffutils findutils e2fsprogs)
 # Kernel modules to load at boot (missing ones are skipped with a note).
 BOOT_MODULES=(virtio_pci virtio_net 9pnet_virtio 9p nvme nvme-core nvme-tcp)
