@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # target installs the groups it uses, so a fresh Debian 12 machine needs nothing beforehand.
 DEPS := tools/install-deps.sh
 
-.PHONY: all deps build check check-unit check-iotests check-asan check-tsan check-fuzz check-guest docs demo clean
+.PHONY: all deps build check check-unit check-iotests check-soak check-asan check-tsan check-fuzz check-guest docs demo clean
 
 all: build
 
@@ -27,6 +27,13 @@ check-unit: build
 check-iotests: build
 	@$(DEPS) iotests
 	cd tests/iotests && QZNS_BUILD=$(abspath $(BUILD)) $(PYTEST) -q
+
+# The soak of tests/iotests/test_soak.py (bench/nvmf-load against one daemon while QMP removes
+# exports and faults zones) for SOAK_SECONDS instead of the 60 s it gets in check-iotests.
+SOAK_SECONDS ?= 600
+check-soak: build
+	@$(DEPS) iotests
+	cd tests/iotests && QZNS_BUILD=$(abspath $(BUILD)) QZNS_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) -q -s test_soak.py
 
 $(ASAN_BUILD)/build.ninja:
 	CXX=clang++ meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
