@@ -63,6 +63,8 @@ void Usage() {
             "  --qd N               commands in flight per queue (default 32)\n"
             "  --bs BYTES           bytes per write/append/read (default 4096)\n"
             "  --runtime SECONDS    how long to run (default 10)\n"
+            "  --rw MODE            mixed (default: the verified zoned mix), or randread, randwrite,\n"
+            "                       seqwrite over a namespace without zones (not verified)\n"
             "  --zones-per-queue N  zones each queue owns (default: all zones / queues)\n"
             "  --read-pct N         share of random reads of acknowledged data (default 30)\n"
             "  --append-pct N       share of zones filled with Zone Append (default 50)\n"
@@ -95,7 +97,7 @@ bool Bootstrap(const Options& o, Target* t, std::string* err) {
         !s.Connect(0, 31, t->nqn, "nqn.2026-12.io.qzns:nvmf-load:probe", 0xffff, &cntlid, err) || !s.Enable(err) ||
         !s.Identify(o.nsid, &t->g, err))
         return false;
-    if (!t->g.zsze) {
+    if (o.w.rw == Rw::kMixed && !t->g.zsze) {
         *err = "namespace " + std::to_string(o.nsid) + " of " + t->nqn + " has no zones";
         return false;
     }
@@ -233,7 +235,7 @@ std::string StatusMap(const std::array<std::atomic<uint64_t>, 0x800>& a) {
 int main(int argc, char** argv) {
     Options o;
     enum { kTarget = 256, kHosts, kQueues, kQd, kBs, kRuntime, kZpq, kReadPct, kAppendPct, kAppendsPerZone,
-           kReportMs, kNsid, kSeed, kJson, kSave, kVerify, kCorrupt, kHelp };
+           kReportMs, kNsid, kSeed, kJson, kSave, kVerify, kCorrupt, kRw, kHelp };
     static const option longopts[] = {
         {"target", required_argument, nullptr, kTarget}, {"hosts", required_argument, nullptr, kHosts},
         {"queues", required_argument, nullptr, kQueues}, {"qd", required_argument, nullptr, kQd},
@@ -244,7 +246,8 @@ int main(int argc, char** argv) {
         {"report-ms", required_argument, nullptr, kReportMs}, {"nsid", required_argument, nullptr, kNsid},
         {"seed", required_argument, nullptr, kSeed}, {"json", required_argument, nullptr, kJson},
         {"save-model", required_argument, nullptr, kSave}, {"verify-model", required_argument, nullptr, kVerify},
-        {"corrupt-model", no_argument, nullptr, kCorrupt}, {"help", no_argument, nullptr, kHelp},
+        {"corrupt-model", no_argument, nullptr, kCorrupt}, {"rw", required_argument, nullptr, kRw},
+        {"help", no_argument, nullptr, kHelp},
         {nullptr, 0, nullptr, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
@@ -275,6 +278,18 @@ int main(int argc, char** argv) {
             case kSave: o.save_model = optarg; break;
             case kVerify: o.verify_model = optarg; o.w.verify_only = true; break;
             case kCorrupt: o.corrupt_model = true; break;
+            case kRw: {
+                const std::string m = optarg;
+                if (m == "mixed") o.w.rw = Rw::kMixed;
+                else if (m == "randread") o.w.rw = Rw::kRandRead;
+                else if (m == "randwrite") o.w.rw = Rw::kRandWrite;
+                else if (m == "seqwrite") o.w.rw = Rw::kSeqWrite;
+                else {
+                    fprintf(stderr, "bad --rw '%s'\n", optarg);
+                    return 2;
+                }
+                break;
+            }
             default: Usage(); return c == kHelp ? 0 : 2;
         }
     }
@@ -312,6 +327,23 @@ int main(int argc, char** argv) {
         const Geometry& g = o.targets[t].g;
         uint32_t nq = 0;
         for (const Host& h : hosts) nq += h.target == &o.targets[t] ? o.queues : 0;
+        if (o.w.rw != Rw::kMixed) {
+            // Benchmark patterns: each queue gets one equal LBA range, seen as one big zone.
+            uint32_t next = 0;
+            for (Host& h : hosts) {
+                if (h.target != &o.targets[t]) continue;
+                for (uint32_t q = 0; q < o.queues; q++, next++) {
+                    auto w = std::make_unique<QueueWorker>(o.w, h.target->g, st, Mix64(o.seed * 1000003 + next));
+                    Zone z;
+                    z.cap = g.nsze / nq;
+                    z.zslba = next * z.cap;
+                    z.phase = Phase::kFill;
+                    w->zones.push_back(std::move(z));
+                    h.queues.push_back(std::move(w));
+                }
+            }
+            continue;
+        }
         const uint32_t zpq = o.w.verify_only ? g.nzones() : o.zones_per_queue ? o.zones_per_queue : g.nzones() / nq;
         if (zpq == 0 || uint64_t{zpq} * nq > g.nzones()) {
             fprintf(stderr, "nvmf-load: %s has %u zones, not enough for %u queues x %u zones\n",

@@ -67,7 +67,7 @@ bool QueueWorker::Run(Conn& c, const std::atomic<bool>& stop, const std::atomic<
             }
         } else {
             const uint64_t now = NowNs();
-            if (!report_busy_ && busy_ < slots_.size() &&
+            if (g_.zsze && !report_busy_ && busy_ < slots_.size() &&
                 (last_report_ == 0 || now - last_report_ >= uint64_t{w_.report_ms} * 1000000)) {
                 IssueReport();
                 last_report_ = now;
@@ -130,7 +130,23 @@ void QueueWorker::AbortAll() {
     report_busy_ = false;
 }
 
+bool QueueWorker::IssueBench(uint32_t zi) {
+    Zone& z = zones[zi];
+    const uint32_t bs = std::max<uint32_t>(1, w_.bs / g_.lba_size);
+    const uint64_t slots = z.cap / bs;
+    if (slots == 0) return false;
+    if (w_.rw == Rw::kSeqWrite) {
+        if (z.wp + bs > z.cap) z.wp = 0;
+        IssueRw(OpKind::kWrite, zi, z.wp, bs);
+        z.wp += bs;
+        return true;
+    }
+    IssueRw(w_.rw == Rw::kRandRead ? OpKind::kRead : OpKind::kWrite, zi, Rand(slots) * bs, bs);
+    return true;
+}
+
 bool QueueWorker::Issue(uint32_t zi) {
+    if (w_.rw != Rw::kMixed) return IssueBench(zi);
     Zone& z = zones[zi];
     if (z.frozen || z.reset_refused || z.fault == Fault::kOffline || z.phase == Phase::kUnknown ||
         z.phase == Phase::kDone)
@@ -215,8 +231,10 @@ void QueueWorker::IssueRw(OpKind kind, uint32_t zi, uint64_t off, uint32_t nlb) 
     if (kind == OpKind::kWrite) {
         opcode = kOpWrite;
         s.tag = next_tag_++;
-        z.write_inflight = true;
-        z.reserved += nlb;
+        if (w_.rw == Rw::kMixed) {
+            z.write_inflight = true;
+            z.reserved += nlb;
+        }
     } else if (kind == OpKind::kAppend) {
         opcode = kOpAppend;
         slba = z.zslba;
@@ -417,8 +435,10 @@ void QueueWorker::Complete(uint16_t cid, uint16_t status, uint64_t result) {
                 ZoneError(z, s.kind, status);
                 break;
             }
-            for (uint32_t i = 0; i < s.nlb; i++) z.Record(s.off + i, s.tag, i);
-            z.wp += s.nlb;
+            if (w_.rw == Rw::kMixed) {
+                for (uint32_t i = 0; i < s.nlb; i++) z.Record(s.off + i, s.tag, i);
+                z.wp += s.nlb;
+            }
             st_.bytes_written.fetch_add(bytes, std::memory_order_relaxed);
             break;
         case OpKind::kAppend: {

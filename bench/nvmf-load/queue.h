@@ -17,7 +17,12 @@
 
 namespace qzns::load {
 
+// kMixed is the verified zoned mix; the others are plain benchmark patterns over a namespace
+// without zones (each queue gets its own LBA range; nothing is verified).
+enum class Rw : uint8_t { kMixed, kRandRead, kRandWrite, kSeqWrite };
+
 struct Workload {
+    Rw rw = Rw::kMixed;
     uint32_t qd = 32;
     uint32_t bs = 4096;              // bytes per write / append / read
     uint32_t read_pct = 30;          // share of random reads of acknowledged data
@@ -54,6 +59,7 @@ private:
     };
     int FreeSlot() const;
     bool Issue(uint32_t zi);
+    bool IssueBench(uint32_t zi);
     void IssueRw(OpKind kind, uint32_t zi, uint64_t off, uint32_t nlb);
     void IssueReset(uint32_t zi);
     void IssueReport();
