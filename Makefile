@@ -141,6 +141,12 @@ check-fuzz: fuzz
 # scale to 1M zones. Prints a table of ratios and writes bench/results/latest.{md,json,png}.
 BENCH_SCALE := $(BUILD)/bench/qzns-bench-scale
 
+# The NVMe/TCP data path from the host (bench/nvmf-load) against fio io_uring on the same file.
+.PHONY: bench-nvmf
+bench-nvmf: build
+	@$(DEPS) bench
+	/usr/bin/python3 bench/nvmf_load.py --build $(BUILD) --size-mb 512
+
 .PHONY: bench
 bench: deps $(BUILD)/build.ninja
 	@$(DEPS) bench
