@@ -98,7 +98,7 @@ bool QueueWorker::Run(Conn& c, const std::atomic<bool>& stop, const std::atomic<
 
 // Commands whose answer is lost with the connection: a write or append may or may not have
 // reached the medium, so the zone is read back (acknowledged blocks only) and reset before it
-// is written again; a reset is simply sent again.
+// is written again; a reset is sent again.
 void QueueWorker::AbortAll() {
     for (Slot& s : slots_) {
         if (!s.busy) continue;
@@ -119,6 +119,9 @@ void QueueWorker::AbortAll() {
                 z.dirty = true;
                 break;
             case OpKind::kReset:
+                // The zone may or may not be empty now: its old blocks can no longer be
+                // expected, and the reset is sent again.
+                z.ResetModel();
                 z.phase = Phase::kReset;
                 break;
             default:
