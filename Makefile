@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # target installs the groups it uses, so a fresh Debian 12 machine needs nothing beforehand.
 DEPS := tools/install-deps.sh
 
-.PHONY: all deps build check check-unit check-iotests check-asan check-tsan check-fuzz check-guest check-zonefs docs demo clean
+.PHONY: all deps build check check-unit check-iotests check-soak check-asan check-tsan check-fuzz check-guest check-zonefs docs demo clean
 
 all: build
 
@@ -27,6 +27,13 @@ check-unit: build
 check-iotests: build
 	@$(DEPS) iotests
 	cd tests/iotests && QZNS_BUILD=$(abspath $(BUILD)) $(PYTEST) -q
+
+# The soak of tests/iotests/test_soak.py (bench/nvmf-load against one daemon while QMP removes
+# exports and faults zones) for SOAK_SECONDS instead of the 60 s it gets in check-iotests.
+SOAK_SECONDS ?= 600
+check-soak: build
+	@$(DEPS) iotests
+	cd tests/iotests && QZNS_BUILD=$(abspath $(BUILD)) QZNS_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) -q -s test_soak.py
 
 $(ASAN_BUILD)/build.ninja:
 	CXX=clang++ meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
@@ -156,6 +163,12 @@ check-fuzz: fuzz
 # file, Debian's qemu-img bench, QEMU 7.2's built-in ZNS in the test guest, persistence on/off,
 # scale to 1M zones. Prints a table of ratios and writes bench/results/latest.{md,json,png}.
 BENCH_SCALE := $(BUILD)/bench/qzns-bench-scale
+
+# The NVMe/TCP data path from the host (bench/nvmf-load) against fio io_uring on the same file.
+.PHONY: bench-nvmf
+bench-nvmf: build
+	@$(DEPS) bench
+	/usr/bin/python3 bench/nvmf_load.py --build $(BUILD) --size-mb 512
 
 .PHONY: bench
 bench: deps $(BUILD)/build.ninja

@@ -1,0 +1,466 @@
+// qzns-nvmf-load: a host-side NVMe/TCP load generator with data verification. H hosts (distinct
+// host NQNs) x Q I/O queues, each a real NVMe/TCP connection, keep QD commands in flight
+// against the zones of a ZNS namespace: writes at the write pointer, appends, reads checked byte
+// for byte against what was acknowledged, resets and Report Zones checked against the model.
+// Dropped connections are counted and reconnected. Prints a line per second and a JSON summary.
+#include <getopt.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/nvmf-load/conn.h"
+#include "bench/nvmf-load/queue.h"
+#include "bench/nvmf-load/session.h"
+#include "bench/nvmf-load/stats.h"
+
+using namespace qzns::load;
+
+namespace {
+
+struct Target {
+    std::string addr = "127.0.0.1";
+    uint16_t port = 4420;
+    std::string nqn;
+    Geometry g;
+};
+
+struct Options {
+    std::vector<Target> targets;
+    uint32_t nsid = 1;
+    uint32_t hosts = 1, queues = 1;
+    uint32_t zones_per_queue = 0;
+    double runtime = 10;
+    uint64_t seed = 1;
+    std::string json_path, save_model, verify_model;
+    bool corrupt_model = false;
+    Workload w;
+};
+
+struct Host {
+    uint32_t index = 0;
+    Target* target = nullptr;
+    std::string nqn;
+    std::vector<std::unique_ptr<QueueWorker>> queues;
+};
+
+std::atomic<bool> g_stop{false};
+
+void Usage() {
+    fprintf(stderr,
+            "usage: qzns-nvmf-load --target ADDR:PORT:NQN [--target ...] [options]\n"
+            "  --hosts N            hosts, each its own host NQN and controller (default 1)\n"
+            "  --queues N           I/O queues (connections) per host (default 1)\n"
+            "  --qd N               commands in flight per queue (default 32)\n"
+            "  --bs BYTES           bytes per write/append/read (default 4096)\n"
+            "  --runtime SECONDS    how long to run (default 10)\n"
+            "  --rw MODE            mixed (default: the verified zoned mix), or randread, randwrite,\n"
+            "                       seqwrite over a namespace without zones (not verified)\n"
+            "  --zones-per-queue N  zones each queue owns (default: all zones / queues)\n"
+            "  --read-pct N         share of random reads of acknowledged data (default 30)\n"
+            "  --append-pct N       share of zones filled with Zone Append (default 50)\n"
+            "  --appends-per-zone N appends in flight per zone (default 8)\n"
+            "  --report-ms N        Report Zones period per queue (default 500)\n"
+            "  --nsid N             namespace (default 1)\n"
+            "  --seed N             random seed (default 1)\n"
+            "  --json FILE          write the summary there too\n"
+            "  --save-model FILE    at the end, save what every zone must hold\n"
+            "  --verify-model FILE  write nothing: read back and check a saved model, then exit\n"
+            "  --corrupt-model      with --verify-model: alter one block of the model first (the\n"
+            "                       run must then report a verify failure)\n");
+}
+
+bool ParseTarget(const char* s, Target* t) {
+    std::string v(s);
+    const size_t a = v.find(':'), b = a == std::string::npos ? a : v.find(':', a + 1);
+    if (b == std::string::npos) return false;
+    t->addr = v.substr(0, a);
+    t->port = static_cast<uint16_t>(std::stoul(v.substr(a + 1, b - a - 1)));
+    t->nqn = v.substr(b + 1);
+    return !t->nqn.empty();
+}
+
+bool Bootstrap(const Options& o, Target* t, std::string* err) {
+    Conn c;
+    Session s(c);
+    uint16_t cntlid = 0;
+    if (!c.Open(t->addr, t->port, err) ||
+        !s.Connect(0, 31, t->nqn, "nqn.2026-12.io.qzns:nvmf-load:probe", 0xffff, &cntlid, err) || !s.Enable(err) ||
+        !s.Identify(o.nsid, &t->g, err))
+        return false;
+    if (o.w.rw == Rw::kMixed && !t->g.zsze) {
+        *err = "namespace " + std::to_string(o.nsid) + " of " + t->nqn + " has no zones";
+        return false;
+    }
+    return true;
+}
+
+// Every host: admin queue, CC.EN, then one thread per I/O queue; when a connection drops (the
+// export went away) all of the host's queues stop, and the host connects again until it works.
+void RunHost(const Options& o, Host& h, Stats& st) {
+    bool first = true;
+    while (!g_stop.load()) {
+        Conn admin;
+        Session s(admin);
+        std::string err;
+        uint16_t cntlid = 0;
+        if (!admin.Open(h.target->addr, h.target->port, &err) ||
+            !s.Connect(0, 31, h.target->nqn, h.nqn, h.index, &cntlid, &err) || !s.Enable(&err)) {
+            st.connect_failures.fetch_add(1);
+            usleep(100000);
+            continue;
+        }
+        if (!first) st.reconnects.fetch_add(1);
+        first = false;
+        std::atomic<bool> broken{false};
+        std::vector<std::thread> threads;
+        for (size_t q = 0; q < h.queues.size(); q++) {
+            threads.emplace_back([&, q] {
+                Conn c;
+                Session qs(c);
+                std::string e;
+                uint16_t id = cntlid;
+                if (!c.Open(h.target->addr, h.target->port, &e) ||
+                    !qs.Connect(static_cast<uint16_t>(q + 1), static_cast<uint16_t>(o.w.qd), h.target->nqn, h.nqn,
+                                h.index, &id, &e)) {
+                    fprintf(stderr, "nvmf-load: host %u queue %zu: %s\n", h.index, q + 1, e.c_str());
+                    broken = true;
+                    return;
+                }
+                if (!h.queues[q]->Run(c, g_stop, broken)) broken = true;
+            });
+        }
+        for (auto& t : threads) t.join();
+        bool done = o.w.verify_only;
+        for (auto& q : h.queues) done = done && q->finished();
+        if (done) return;
+    }
+}
+
+const char* FaultName(Fault f) { return f == Fault::kOffline ? "offline" : f == Fault::kReadOnly ? "read-only" : "none"; }
+
+void SaveModel(const std::string& path, const std::vector<Host>& hosts, const Options& o) {
+    std::ofstream f(path);
+    for (const Host& h : hosts) {
+        const uint32_t t = static_cast<uint32_t>(h.target - &o.targets[0]);
+        for (const auto& q : h.queues) {
+            for (const Zone& z : q->zones) {
+                if (z.phase == Phase::kUnknown || z.cap == 0) continue;
+                std::vector<std::string> runs;
+                for (uint64_t i = 0; i < z.blk.size();) {
+                    if (!z.blk[i]) {
+                        i++;
+                        continue;
+                    }
+                    uint64_t n = 1;
+                    while (i + n < z.blk.size() && z.blk[i + n] &&
+                           BlockTag(z.blk[i + n]) == BlockTag(z.blk[i]) &&
+                           BlockIdx(z.blk[i + n]) == BlockIdx(z.blk[i]) + n)
+                        n++;
+                    runs.push_back(std::to_string(i) + " " + std::to_string(n) + " " +
+                                   std::to_string(BlockTag(z.blk[i])) + " " + std::to_string(BlockIdx(z.blk[i])));
+                    i += n;
+                }
+                f << "zone " << t << " " << z.zslba << " " << z.cap << " " << z.gen << " "
+                  << static_cast<int>(z.fault) << " " << (z.append_mode ? z.reserved : z.wp) << " "
+                  << (z.dirty || z.phase == Phase::kReset ? 1 : 0) << " " << runs.size() << "\n";
+                for (const auto& r : runs) f << r << "\n";
+            }
+        }
+    }
+}
+
+// Loads a saved model into one queue per target that owns all of the target's zones.
+bool LoadModel(const Options& o, std::vector<Host>& hosts) {
+    std::ifstream f(o.verify_model);
+    if (!f) return false;
+    std::string word;
+    bool corrupted = !o.corrupt_model;
+    while (f >> word) {
+        if (word != "zone") return false;
+        uint32_t t = 0, gen = 0;
+        int fault = 0, dirty = 0;
+        uint64_t zslba = 0, cap = 0, written = 0, nruns = 0;
+        f >> t >> zslba >> cap >> gen >> fault >> written >> dirty >> nruns;
+        if (!f || t >= hosts.size()) return false;
+        QueueWorker& q = *hosts[t].queues[0];
+        const uint64_t zi = zslba / hosts[t].target->g.zsze;
+        if (zi >= q.zones.size()) return false;
+        Zone& z = q.zones[zi];
+        z.cap = cap;
+        z.gen = gen;
+        z.fault = static_cast<Fault>(fault);
+        z.blk.assign(cap, 0);
+        z.wp = z.reserved = written;
+        z.dirty = dirty != 0;
+        z.phase = Phase::kSweep;
+        for (uint64_t r = 0; r < nruns; r++) {
+            uint64_t off = 0, n = 0;
+            uint32_t tag = 0, idx = 0;
+            f >> off >> n >> tag >> idx;
+            if (!f || off + n > cap) return false;
+            for (uint64_t i = 0; i < n; i++) z.Record(off + i, tag, idx + static_cast<uint32_t>(i));
+            if (!corrupted && n > 0) {
+                z.blk[off] ^= 1;  // a model that is wrong about one block must be caught
+                corrupted = true;
+            }
+        }
+    }
+    return true;
+}
+
+std::string StatusMap(const std::array<std::atomic<uint64_t>, 0x800>& a) {
+    std::string s = "{";
+    for (size_t i = 0; i < a.size(); i++) {
+        const uint64_t n = a[i].load();
+        if (!n) continue;
+        char b[48];
+        snprintf(b, sizeof(b), "%s\"0x%03zx\": %llu", s.size() > 1 ? ", " : "", i, static_cast<unsigned long long>(n));
+        s += b;
+    }
+    return s + "}";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    enum { kTarget = 256, kHosts, kQueues, kQd, kBs, kRuntime, kZpq, kReadPct, kAppendPct, kAppendsPerZone,
+           kReportMs, kNsid, kSeed, kJson, kSave, kVerify, kCorrupt, kRw, kHelp };
+    static const option longopts[] = {
+        {"target", required_argument, nullptr, kTarget}, {"hosts", required_argument, nullptr, kHosts},
+        {"queues", required_argument, nullptr, kQueues}, {"qd", required_argument, nullptr, kQd},
+        {"bs", required_argument, nullptr, kBs}, {"runtime", required_argument, nullptr, kRuntime},
+        {"zones-per-queue", required_argument, nullptr, kZpq}, {"read-pct", required_argument, nullptr, kReadPct},
+        {"append-pct", required_argument, nullptr, kAppendPct},
+        {"appends-per-zone", required_argument, nullptr, kAppendsPerZone},
+        {"report-ms", required_argument, nullptr, kReportMs}, {"nsid", required_argument, nullptr, kNsid},
+        {"seed", required_argument, nullptr, kSeed}, {"json", required_argument, nullptr, kJson},
+        {"save-model", required_argument, nullptr, kSave}, {"verify-model", required_argument, nullptr, kVerify},
+        {"corrupt-model", no_argument, nullptr, kCorrupt}, {"rw", required_argument, nullptr, kRw},
+        {"help", no_argument, nullptr, kHelp},
+        {nullptr, 0, nullptr, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
+        const unsigned long v = optarg ? std::strtoul(optarg, nullptr, 0) : 0;
+        switch (c) {
+            case kTarget: {
+                Target t;
+                if (!ParseTarget(optarg, &t)) {
+                    fprintf(stderr, "bad --target '%s' (ADDR:PORT:NQN)\n", optarg);
+                    return 2;
+                }
+                o.targets.push_back(t);
+                break;
+            }
+            case kHosts: o.hosts = static_cast<uint32_t>(v); break;
+            case kQueues: o.queues = static_cast<uint32_t>(v); break;
+            case kQd: o.w.qd = static_cast<uint32_t>(v); break;
+            case kBs: o.w.bs = static_cast<uint32_t>(v); break;
+            case kRuntime: o.runtime = std::strtod(optarg, nullptr); break;
+            case kZpq: o.zones_per_queue = static_cast<uint32_t>(v); break;
+            case kReadPct: o.w.read_pct = static_cast<uint32_t>(v); break;
+            case kAppendPct: o.w.append_pct = static_cast<uint32_t>(v); break;
+            case kAppendsPerZone: o.w.appends_per_zone = static_cast<uint32_t>(v); break;
+            case kReportMs: o.w.report_ms = static_cast<uint32_t>(v); break;
+            case kNsid: o.nsid = static_cast<uint32_t>(v); break;
+            case kSeed: o.seed = v; break;
+            case kJson: o.json_path = optarg; break;
+            case kSave: o.save_model = optarg; break;
+            case kVerify: o.verify_model = optarg; o.w.verify_only = true; break;
+            case kCorrupt: o.corrupt_model = true; break;
+            case kRw: {
+                const std::string m = optarg;
+                if (m == "mixed") o.w.rw = Rw::kMixed;
+                else if (m == "randread") o.w.rw = Rw::kRandRead;
+                else if (m == "randwrite") o.w.rw = Rw::kRandWrite;
+                else if (m == "seqwrite") o.w.rw = Rw::kSeqWrite;
+                else {
+                    fprintf(stderr, "bad --rw '%s'\n", optarg);
+                    return 2;
+                }
+                break;
+            }
+            default: Usage(); return c == kHelp ? 0 : 2;
+        }
+    }
+    if (o.targets.empty() || o.hosts == 0 || o.queues == 0 || o.w.qd == 0 || o.w.qd > 1024 || o.w.bs == 0) {
+        Usage();
+        return 2;
+    }
+    if (o.w.verify_only) {
+        o.hosts = static_cast<uint32_t>(o.targets.size());
+        o.queues = 1;
+    }
+    for (Target& t : o.targets) {
+        std::string err;
+        if (!Bootstrap(o, &t, &err)) {
+            fprintf(stderr, "nvmf-load: %s:%u %s: %s\n", t.addr.c_str(), t.port, t.nqn.c_str(), err.c_str());
+            return 2;
+        }
+        if (o.w.bs % t.g.lba_size || (t.g.max_xfer && o.w.bs > t.g.max_xfer)) {
+            fprintf(stderr, "nvmf-load: --bs must be a multiple of %u and at most %u\n", t.g.lba_size, t.g.max_xfer);
+            return 2;
+        }
+    }
+
+    // Hosts go round-robin over the targets; each target's zones are split among its queues.
+    Stats st;
+    std::vector<Host> hosts(o.hosts);
+    for (uint32_t h = 0; h < o.hosts; h++) {
+        hosts[h].index = h;
+        hosts[h].target = &o.targets[h % o.targets.size()];
+        char nqn[96];
+        snprintf(nqn, sizeof(nqn), "nqn.2026-12.io.qzns:nvmf-load:host%04u", h);
+        hosts[h].nqn = nqn;
+    }
+    for (size_t t = 0; t < o.targets.size(); t++) {
+        const Geometry& g = o.targets[t].g;
+        uint32_t nq = 0;
+        for (const Host& h : hosts) nq += h.target == &o.targets[t] ? o.queues : 0;
+        if (o.w.rw != Rw::kMixed) {
+            // Benchmark patterns: each queue gets one equal LBA range, seen as one big zone.
+            uint32_t next = 0;
+            for (Host& h : hosts) {
+                if (h.target != &o.targets[t]) continue;
+                for (uint32_t q = 0; q < o.queues; q++, next++) {
+                    auto w = std::make_unique<QueueWorker>(o.w, h.target->g, st, Mix64(o.seed * 1000003 + next));
+                    Zone z;
+                    z.cap = g.nsze / nq;
+                    z.zslba = next * z.cap;
+                    z.phase = Phase::kFill;
+                    w->zones.push_back(std::move(z));
+                    h.queues.push_back(std::move(w));
+                }
+            }
+            continue;
+        }
+        const uint32_t zpq = o.w.verify_only ? g.nzones() : o.zones_per_queue ? o.zones_per_queue : g.nzones() / nq;
+        if (zpq == 0 || uint64_t{zpq} * nq > g.nzones()) {
+            fprintf(stderr, "nvmf-load: %s has %u zones, not enough for %u queues x %u zones\n",
+                    o.targets[t].nqn.c_str(), g.nzones(), nq, zpq);
+            return 2;
+        }
+        uint32_t next = 0;
+        for (Host& h : hosts) {
+            if (h.target != &o.targets[t]) continue;
+            for (uint32_t q = 0; q < o.queues; q++) {
+                auto w = std::make_unique<QueueWorker>(o.w, h.target->g, st, Mix64(o.seed * 1000003 + next));
+                for (uint32_t i = 0; i < zpq; i++) {
+                    Zone z;
+                    z.zslba = uint64_t{next * zpq + i} * g.zsze;
+                    z.gen = static_cast<uint32_t>(Mix64(o.seed ^ z.zslba) | 1);
+                    if (o.w.verify_only) z.phase = Phase::kDone;
+                    w->zones.push_back(std::move(z));
+                }
+                next++;
+                h.queues.push_back(std::move(w));
+            }
+        }
+    }
+    if (o.w.verify_only && !LoadModel(o, hosts)) {
+        fprintf(stderr, "nvmf-load: cannot load the model %s\n", o.verify_model.c_str());
+        return 2;
+    }
+
+    std::vector<std::thread> threads;
+    for (Host& h : hosts) threads.emplace_back([&] { RunHost(o, h, st); });
+
+    // One line per second; the series goes into the summary too.
+    LatencyHistogram::Snapshot prev{}, cur{};
+    std::string series;
+    uint64_t prev_ops = 0, prev_bytes = 0;
+    const uint64_t start = NowNs();
+    uint64_t tick = start;
+    std::atomic<int> alive{static_cast<int>(threads.size())};
+    std::thread waiter([&] {
+        for (auto& t : threads) t.join();
+        alive = 0;
+    });
+    for (int sec = 1; alive.load(); sec++) {
+        tick += 1000000000ull;
+        while (NowNs() < tick && alive.load()) usleep(20000);
+        if (!o.w.verify_only && NowNs() - start >= static_cast<uint64_t>(o.runtime * 1e9)) g_stop = true;
+        uint64_t ops = 0;
+        for (auto& n : st.ops) ops += n.load();
+        const uint64_t bytes = st.bytes_written.load() + st.bytes_read.load();
+        st.lat.Read(&cur);
+        uint64_t unexpected = 0, expected = 0;
+        for (size_t i = 0; i < st.unexpected_status.size(); i++)
+        {
+            unexpected += st.unexpected_status[i].load();
+            expected += st.expected_status[i].load();
+        }
+        const double p50 = LatencyHistogram::Percentile(cur, prev, 50) / 1e3,
+                     p99 = LatencyHistogram::Percentile(cur, prev, 99) / 1e3;
+        printf("t=%d iops=%llu MB/s=%.1f p50_us=%.0f p99_us=%.0f expected_err=%llu unexpected=%llu verify_fail=%llu "
+               "drops=%llu reconnects=%llu faults=%llu\n",
+               sec, static_cast<unsigned long long>(ops - prev_ops), (bytes - prev_bytes) / 1e6, p50, p99,
+               static_cast<unsigned long long>(expected), static_cast<unsigned long long>(unexpected),
+               static_cast<unsigned long long>(st.verify_failures.load()),
+               static_cast<unsigned long long>(st.conn_drops.load()), static_cast<unsigned long long>(st.reconnects.load()),
+               static_cast<unsigned long long>(st.faults_learned.load()));
+        fflush(stdout);
+        char b[128];
+        snprintf(b, sizeof(b), "%s{\"t\": %d, \"iops\": %llu, \"p50_us\": %.0f, \"p99_us\": %.0f}",
+                 series.empty() ? "" : ", ", sec, static_cast<unsigned long long>(ops - prev_ops), p50, p99);
+        series += b;
+        prev = cur;
+        prev_ops = ops;
+        prev_bytes = bytes;
+    }
+    waiter.join();
+    const double elapsed = (NowNs() - start) / 1e9;
+    if (!o.save_model.empty()) SaveModel(o.save_model, hosts, o);
+
+    LatencyHistogram::Snapshot zero{};
+    st.lat.Read(&cur);
+    uint64_t total = 0, unexpected = 0;
+    for (auto& n : st.ops) total += n.load();
+    for (auto& n : st.unexpected_status) unexpected += n.load();
+    std::string faulted;
+    for (const Host& h : hosts)
+        for (const auto& q : h.queues)
+            for (const Zone& z : q->zones)
+                if (z.fault != Fault::kNone) {
+                    char b[96];
+                    snprintf(b, sizeof(b), "%s[%zu, %llu, \"%s\"]", faulted.empty() ? "" : ", ",
+                             static_cast<size_t>(h.target - &o.targets[0]),
+                             static_cast<unsigned long long>(z.zslba / h.target->g.zsze), FaultName(z.fault));
+                    faulted += b;
+                }
+    std::ostringstream j;
+    j << "{\"elapsed_s\": " << elapsed << ", \"hosts\": " << o.hosts << ", \"queues\": " << o.queues
+      << ", \"qd\": " << o.w.qd << ", \"bs\": " << o.w.bs << ", \"ops\": {";
+    for (int k = 0; k < kOpKinds; k++) j << (k ? ", " : "") << "\"" << kOpNames[k] << "\": " << st.ops[k].load();
+    j << "}, \"iops\": " << static_cast<uint64_t>(total / elapsed) << ", \"bytes_written\": " << st.bytes_written.load()
+      << ", \"bytes_read\": " << st.bytes_read.load() << ", \"bytes_verified\": " << st.bytes_verified.load()
+      << ", \"verify_failures\": " << st.verify_failures.load()
+      << ", \"lost_acknowledged_bytes\": " << st.lost_bytes.load()
+      << ", \"append_lba_errors\": " << st.append_lba_errors.load()
+      << ", \"report_checks\": " << st.report_checks.load()
+      << ", \"report_mismatches\": " << st.report_mismatches.load()
+      << ", \"faults_learned\": " << st.faults_learned.load() << ", \"faulted_zones\": [" << faulted << "]"
+      << ", \"expected_statuses\": " << StatusMap(st.expected_status)
+      << ", \"unexpected_statuses\": " << StatusMap(st.unexpected_status)
+      << ", \"conn_drops\": " << st.conn_drops.load() << ", \"reconnects\": " << st.reconnects.load()
+      << ", \"connect_failures\": " << st.connect_failures.load() << ", \"aborted\": " << st.aborted.load()
+      << ", \"latency_us\": {\"p50\": " << LatencyHistogram::Percentile(cur, zero, 50) / 1e3
+      << ", \"p99\": " << LatencyHistogram::Percentile(cur, zero, 99) / 1e3
+      << ", \"p999\": " << LatencyHistogram::Percentile(cur, zero, 99.9) / 1e3 << "}"
+      << ", \"per_second\": [" << series << "]}";
+    printf("%s\n", j.str().c_str());
+    if (!o.json_path.empty()) std::ofstream(o.json_path) << j.str() << "\n";
+    const bool ok = total > 0 && unexpected == 0 && st.verify_failures.load() == 0 &&
+                    st.report_mismatches.load() == 0 && st.append_lba_errors.load() == 0;
+    return ok ? 0 : 1;
+}
