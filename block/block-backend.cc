@@ -7,6 +7,7 @@
 #include "util/mutex.h"
 
 #include "block/qcow2/qcow2.h"
+#include "block/zone-prefix.h"
 #include "block/zoned/zoned-backend.h"
 
 namespace qzns {
@@ -167,6 +168,7 @@ Result<std::unique_ptr<BlockBackend>> BlockBackend::Open(const BlockBackendOptio
     QZNS_ASSIGN(auto drv, OpenImage(opts.filename, o));
     QZNS_ASSIGN(auto be, OpenDriver(std::move(drv), opts.persist_zones));
     be->power_ = power;
+    be->open_opts_ = opts;
     return be;
 }
 
@@ -178,7 +180,15 @@ Result<PowerCutReport> BlockBackend::PowerCut(PowerCutMode mode, uint64_t seed) 
         BlkResult f = Flush();
         if (!f.ok()) return f.status.Prefix("power-cut: making completed writes durable");
     }
-    return power_->PowerCut(mode, seed);
+    // Zone prefixes are drawn and read while the cache still holds the data.
+    std::vector<ZonePrefix> prefixes;
+    if (mode == PowerCutMode::kRandom && power_->capacity() != 0) {
+        QZNS_ASSIGN(auto zones, UnflushedZones());
+        QZNS_ASSIGN(prefixes, DrawZonePrefixes(*this, zones, seed));
+    }
+    QZNS_ASSIGN(PowerCutReport rep, power_->PowerCut(mode, seed));
+    QZNS_TRY(ReplayZonePrefixes(open_opts_, prefixes, rep));
+    return rep;
 }
 
 }  // namespace qzns

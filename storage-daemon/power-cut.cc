@@ -46,11 +46,13 @@ Result<Json> PowerCycleNode(BlockNodes& nodes, Exports& exports, const std::stri
             failed += (failed.empty() ? "" : "; ") + id + ": " + st.message();
     }
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - cut).count();
+    auto ull = [](uint64_t v) { return static_cast<unsigned long long>(v); };
     fprintf(stderr, "qzns-storage-daemon: power-cut of node '%s' (%s, seed %llu): %llu cached writes kept, %llu lost "
-                    "(%llu / %llu bytes); powered on in %.0f ms\n",
-            name.c_str(), PowerCutModeName(mode), static_cast<unsigned long long>(seed),
-            static_cast<unsigned long long>(rep.ops_kept), static_cast<unsigned long long>(rep.ops_lost),
-            static_cast<unsigned long long>(rep.bytes_kept), static_cast<unsigned long long>(rep.bytes_lost), ms);
+                    "(%llu / %llu bytes); %llu zones with unflushed writes, %llu kept part (%llu / %llu bytes); "
+                    "powered on in %.0f ms\n",
+            name.c_str(), PowerCutModeName(mode), ull(seed), ull(rep.ops_kept), ull(rep.ops_lost), ull(rep.bytes_kept),
+            ull(rep.bytes_lost), ull(rep.zones_unflushed), ull(rep.zones_partial), ull(rep.zone_bytes_kept),
+            ull(rep.zone_bytes_lost), ms);
     if (!failed.empty())
         return Status::Error(EIO, "power-cut: node '" + name + "' powered on, but exports did not restart: " + failed);
     Json j = Json::MakeObject();
@@ -61,6 +63,10 @@ Result<Json> PowerCycleNode(BlockNodes& nodes, Exports& exports, const std::stri
         .Set("writes-lost", rep.ops_lost)
         .Set("bytes-kept", rep.bytes_kept)
         .Set("bytes-lost", rep.bytes_lost)
+        .Set("zones-unflushed", rep.zones_unflushed)
+        .Set("zones-partial", rep.zones_partial)
+        .Set("zone-bytes-kept", rep.zone_bytes_kept)
+        .Set("zone-bytes-lost", rep.zone_bytes_lost)
         .Set("exports", std::move(restarted));
     return j;
 }

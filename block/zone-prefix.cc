@@ -1,0 +1,73 @@
+#include "block/zone-prefix.h"
+
+#include <random>
+#include <string>
+
+namespace qzns {
+namespace {
+
+constexpr uint64_t kSector = 512;
+constexpr uint64_t kMaxUnit = 4096;  // the largest logical block an export offers
+// The file-level cut draws from `seed` itself; the prefixes take another stream of the same seed.
+constexpr uint64_t kPrefixStream = 0x7a6f6e652d707265ull;
+
+}  // namespace
+
+Result<std::vector<ZonePrefix>> DrawZonePrefixes(BlockBackend& be, const std::vector<UnflushedZone>& zones,
+                                                 uint64_t seed) {
+    std::mt19937_64 rng(seed ^ kPrefixStream);
+    std::vector<ZonePrefix> out;
+    out.reserve(zones.size());
+    for (const UnflushedZone& z : zones) {
+        ZonePrefix p;
+        p.zone = z;
+        // A namespace with 4 KiB logical blocks writes whole blocks: P must not split one.
+        uint64_t unit = kSector;
+        while (unit < kMaxUnit && (z.durable_wp | z.wp) % (unit * 2) == 0) unit *= 2;
+        uint64_t units = (z.wp - z.durable_wp) / unit;
+        p.cut_wp = z.durable_wp + rng() % (units + 1) * unit;
+        p.data.resize(p.cut_wp - z.durable_wp);
+        if (!p.data.empty()) {
+            BlkResult r = be.Read(z.durable_wp, p.data.data(), p.data.size());
+            if (!r.ok()) return r.status.Prefix("power-cut: reading zone " + std::to_string(z.zone));
+        }
+        out.push_back(std::move(p));
+    }
+    return out;
+}
+
+Status ReplayZonePrefixes(const BlockBackendOptions& opts, const std::vector<ZonePrefix>& prefixes,
+                          PowerCutReport& rep) {
+    bool any = false;
+    for (const ZonePrefix& p : prefixes) {
+        rep.zones_unflushed++;
+        rep.zone_bytes_kept += p.cut_wp - p.zone.durable_wp;
+        rep.zone_bytes_lost += p.zone.wp - p.cut_wp;
+        if (p.cut_wp > p.zone.durable_wp && p.cut_wp < p.zone.wp) rep.zones_partial++;
+        any |= !p.data.empty();
+    }
+    if (!any) return Status::Ok();
+    BlockBackendOptions o = opts;
+    o.volatile_cache = 0;
+    // The dead backend still holds the image (and its lock) until its owner destroys it; it
+    // writes nothing more.
+    o.lock = false;
+    auto opened = BlockBackend::Open(o);
+    if (!opened.ok()) return opened.status().Prefix("power-cut: reopening to keep zone prefixes");
+    std::unique_ptr<BlockBackend> be = std::move(opened).value();
+    for (const ZonePrefix& p : prefixes) {
+        if (p.data.empty()) continue;
+        std::string zone = "zone " + std::to_string(p.zone.zone);
+        QZNS_ASSIGN(ZoneInfo zi, be->GetZone(p.zone.zone));
+        if (zi.wp != p.zone.durable_wp)
+            return Status::Error(EIO, "power-cut: " + zone + " came back at " + std::to_string(zi.wp) +
+                                          ", not at its persisted write pointer " +
+                                          std::to_string(p.zone.durable_wp));
+        BlkResult w = be->Write(zi.wp, p.data.data(), p.data.size(), false);
+        if (!w.ok()) return w.status.Prefix("power-cut: keeping the prefix of " + zone);
+    }
+    // A clean close persists the words, opened zones stored Closed as any power-on shows them.
+    return be->Close().Prefix("power-cut: persisting zone prefixes");
+}
+
+}  // namespace qzns
