@@ -172,8 +172,10 @@ Result<std::unique_ptr<BlockBackend>> BlockBackend::Open(const BlockBackendOptio
     return be;
 }
 
-Result<PowerCutReport> BlockBackend::PowerCut(PowerCutMode mode, uint64_t seed) {
+Result<PowerCutReport> BlockBackend::PowerCut(PowerCutMode mode, uint64_t seed, uint64_t atomic_unit) {
     if (!power_) return Status::Error(ENOTSUP, "power-cut needs a writable node the daemon opened");
+    if (atomic_unit < 512 || (atomic_unit & (atomic_unit - 1)) != 0)
+        return Status::Error(EINVAL, "power-cut: the atomic unit must be a power of two of at least 512 bytes");
     if (power_->powered_off()) return Status::Error(EIO, "the drive is already powered off");
     // Without a volatile cache a completed write is on the medium, zone word included.
     if (power_->capacity() == 0) {
@@ -184,7 +186,7 @@ Result<PowerCutReport> BlockBackend::PowerCut(PowerCutMode mode, uint64_t seed) 
     std::vector<ZonePrefix> prefixes;
     if (mode == PowerCutMode::kRandom && power_->capacity() != 0) {
         QZNS_ASSIGN(auto zones, UnflushedZones());
-        QZNS_ASSIGN(prefixes, DrawZonePrefixes(*this, zones, seed));
+        QZNS_ASSIGN(prefixes, DrawZonePrefixes(*this, zones, seed, atomic_unit));
     }
     QZNS_ASSIGN(PowerCutReport rep, power_->PowerCut(mode, seed));
     QZNS_TRY(ReplayZonePrefixes(open_opts_, prefixes, rep));

@@ -1,5 +1,6 @@
 #include "block/zone-prefix.h"
 
+#include <algorithm>
 #include <random>
 #include <string>
 
@@ -14,7 +15,7 @@ constexpr uint64_t kPrefixStream = 0x7a6f6e652d707265ull;
 }  // namespace
 
 Result<std::vector<ZonePrefix>> DrawZonePrefixes(BlockBackend& be, const std::vector<UnflushedZone>& zones,
-                                                 uint64_t seed) {
+                                                 uint64_t seed, uint64_t atomic_unit) {
     std::mt19937_64 rng(seed ^ kPrefixStream);
     std::vector<ZonePrefix> out;
     out.reserve(zones.size());
@@ -22,10 +23,14 @@ Result<std::vector<ZonePrefix>> DrawZonePrefixes(BlockBackend& be, const std::ve
         ZonePrefix p;
         p.zone = z;
         // A namespace with 4 KiB logical blocks writes whole blocks: P must not split one.
-        uint64_t unit = kSector;
-        while (unit < kMaxUnit && (z.durable_wp | z.wp) % (unit * 2) == 0) unit *= 2;
-        uint64_t units = (z.wp - z.durable_wp) / unit;
-        p.cut_wp = z.durable_wp + rng() % (units + 1) * unit;
+        uint64_t d = z.durable_wp - z.start, w = z.wp - z.start, unit = kSector;
+        while (unit < kMaxUnit && (d | w) % (unit * 2) == 0) unit *= 2;
+        unit = std::max(unit, atomic_unit);
+        // Boundaries first..last lie strictly between the two write pointers.
+        uint64_t first = d / unit + 1, last = (w + unit - 1) / unit - 1;
+        uint64_t inner = last >= first ? last - first + 1 : 0;
+        uint64_t r = rng() % (inner + 2);
+        p.cut_wp = r == 0 ? z.durable_wp : r == inner + 1 ? z.wp : z.start + (first + r - 1) * unit;
         p.data.resize(p.cut_wp - z.durable_wp);
         if (!p.data.empty()) {
             BlkResult r = be.Read(z.durable_wp, p.data.data(), p.data.size());

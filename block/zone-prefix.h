@@ -22,12 +22,13 @@ struct ZonePrefix {
     std::vector<uint8_t> data;  // the bytes [durable_wp, P) as the host wrote them
 };
 
-// Draws P for each zone uniformly in [durable_wp, wp] with a generator seeded by `seed`, at the
-// coarsest granularity up to 4 KiB that both write pointers are aligned to (so P never splits a
-// logical block of the namespace that wrote them), and reads the data below it from `be`
-// (which must still have power).
+// Draws P for each zone with a generator seeded by `seed`, uniformly among durable_wp, wp and
+// the unit boundaries between them (multiples of the unit from the zone start), and reads the
+// data below it from `be` (which must still have power). The unit is `atomic_unit`, or the
+// coarsest granularity up to 4 KiB that both write pointers are aligned to if that is larger,
+// so P never splits a logical block of the namespace that wrote them.
 Result<std::vector<ZonePrefix>> DrawZonePrefixes(BlockBackend& be, const std::vector<UnflushedZone>& zones,
-                                                 uint64_t seed);
+                                                 uint64_t seed, uint64_t atomic_unit);
 
 // Opens the powered-off image again (`opts` as the cut backend was opened, without cache or
 // lock), which runs crash recovery, writes each zone's prefix at its recovered write pointer

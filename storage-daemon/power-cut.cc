@@ -7,7 +7,7 @@
 namespace qzns::daemon {
 
 Result<Json> PowerCycleNode(BlockNodes& nodes, Exports& exports, const std::string& name, PowerCutMode mode,
-                            uint64_t seed) {
+                            uint64_t seed, uint64_t atomic_unit) {
     BlockNode* node = nodes.Find(name);
     if (!node) return Status::Error(ENOENT, "Cannot find node '" + name + "'");
     if (node->read_only) return Status::Error(EINVAL, "Node '" + name + "' is read-only: it has nothing to lose");
@@ -17,7 +17,7 @@ Result<Json> PowerCycleNode(BlockNodes& nodes, Exports& exports, const std::stri
     // The cut comes first, while hosts are still connected: from here on no write reaches the
     // medium, so nothing the exports do while they stop (a flush, say) can save data.
     auto cut = std::chrono::steady_clock::now();
-    QZNS_ASSIGN(PowerCutReport rep, blk->PowerCut(mode, seed));
+    QZNS_ASSIGN(PowerCutReport rep, blk->PowerCut(mode, seed, atomic_unit));
     std::vector<std::vector<Option>> specs = exports.StopForNode(name);
 
     // Power on: the dead backend must be gone (its file closed, its image lock released) before

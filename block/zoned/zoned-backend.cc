@@ -1212,7 +1212,7 @@ Result<std::vector<UnflushedZone>> ZonedBackend::UnflushedZones() {
         uint64_t cap_end = g.zslba + g.zcap;
         uint64_t dwp = d.state() == ZoneState::kEmpty ? g.zslba : std::min(d.wp(), cap_end);
         uint64_t mwp = m.state() == ZoneState::kEmpty ? g.zslba : std::min(m.wp(), cap_end);
-        if (mwp > dwp) out.push_back(UnflushedZone{z, dwp * kSector, mwp * kSector});
+        if (mwp > dwp) out.push_back(UnflushedZone{z, g.zslba * kSector, dwp * kSector, mwp * kSector});
     }
     return out;
 }

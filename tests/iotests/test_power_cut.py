@@ -146,6 +146,8 @@ def test_refusals(tmp):
         assert e["class"] == "GenericError" and "read-only" in e["desc"], e
         e = q.error("power-cut", {"node-name": "ro", "mode": "gentle"})
         assert "lose-unflushed" in e["desc"], e
+        e = q.error("power-cut", {"node-name": "ro", "mode": "random", "atomic-unit": 1000})
+        assert "power of two" in e["desc"], e
         e = q.error("blockdev-add", {"driver": "qcow2", "node-name": "x", "file": str(t), "cache": {"size": 1 << 20}})
         assert "cache.volatile" in e["desc"], e
         nodes = returns(q, "query-named-block-nodes")

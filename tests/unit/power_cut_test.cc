@@ -374,7 +374,7 @@ TEST_F(PowerCutBackend, RandomCutKeepsASeededPrefixOfEachZone) {
     };
     // On a fresh image: zones flushed empty, part-written and nearly full, then more writes to
     // all of them (a zone written up to its capacity among them) and none flushed.
-    auto cut = [&](uint64_t seed) {
+    auto cut = [&](uint64_t seed, uint64_t atomic_unit) {
         PrefixCut c;
         MakeImage();
         auto be = Open(64 << 20);
@@ -398,7 +398,7 @@ TEST_F(PowerCutBackend, RandomCutKeepsASeededPrefixOfEachZone) {
         write(be->GetZone(kZones - 1)->wp, 512);
         write(4096, 8192);
         c.now = Look(*be);
-        auto rep = be->PowerCut(PowerCutMode::kRandom, seed);
+        auto rep = be->PowerCut(PowerCutMode::kRandom, seed, atomic_unit);
         EXPECT_TRUE(rep.ok()) << rep.status().message();
         if (rep.ok()) c.rep = *rep;
         be.reset();
@@ -420,7 +420,7 @@ TEST_F(PowerCutBackend, RandomCutKeepsASeededPrefixOfEachZone) {
     uint64_t partial = 0, full = 0, empty = 0, kept_some = 0;
     for (uint64_t seed = 1; seed <= 16; seed++) {
         SCOPED_TRACE("seed " + std::to_string(seed));
-        PrefixCut c = cut(seed);
+        PrefixCut c = cut(seed, 512);
         ASSERT_EQ(c.after.wp.size(), kZones);
         uint64_t unflushed = 0, part = 0, kept = 0, lost = 0;
         for (uint32_t z = kConv; z < kZones; z++) {
@@ -450,7 +450,7 @@ TEST_F(PowerCutBackend, RandomCutKeepsASeededPrefixOfEachZone) {
         EXPECT_EQ(c.rep.zone_bytes_lost, lost);
         partial += part;
         if (seed == 3) {
-            PrefixCut replay = cut(seed);
+            PrefixCut replay = cut(seed, 512);
             EXPECT_EQ(replay.after.wp, c.after.wp) << "the same seed cuts the zones at the same sectors";
             EXPECT_EQ(replay.after.state, c.after.state);
             EXPECT_TRUE(replay.after.data == c.after.data) << "the same seed keeps the same bytes";
@@ -463,6 +463,30 @@ TEST_F(PowerCutBackend, RandomCutKeepsASeededPrefixOfEachZone) {
     EXPECT_GT(partial, 0u) << "random cuts must keep strict prefixes of unflushed zone writes";
     EXPECT_GT(full, 0u) << "a zone whose whole unflushed tail is kept up to its capacity is Full";
     EXPECT_GT(empty, 0u) << "a zone that keeps nothing of its first writes is Empty";
+
+    // A drive that programs 16 KiB atomically ends a kept prefix at a 16 KiB boundary of the
+    // zone, unless it keeps all or nothing of the zone's unflushed writes.
+    uint64_t inner = 0;
+    for (uint64_t seed = 1; seed <= 6; seed++) {
+        SCOPED_TRACE("16 KiB unit, seed " + std::to_string(seed));
+        PrefixCut c = cut(seed, 16384);
+        ASSERT_EQ(c.after.wp.size(), kZones);
+        for (uint32_t z = kConv; z < kZones; z++) {
+            uint64_t wp = c.after.wp[z];
+            if (wp == c.flushed.wp[z] || wp == c.now.wp[z]) continue;
+            EXPECT_EQ((wp - z * kZone) % 16384, 0u) << "zone " << z << " wp " << wp;
+            inner++;
+        }
+    }
+    EXPECT_GT(inner, 0u) << "16 KiB-unit cuts must also keep strict prefixes";
+}
+
+TEST_F(PowerCutBackend, AtomicUnitMustBeAPowerOfTwo) {
+    auto be = Open(1 << 20);
+    EXPECT_EQ(be->PowerCut(PowerCutMode::kRandom, 1, 4000).status().err(), EINVAL);
+    EXPECT_EQ(be->PowerCut(PowerCutMode::kRandom, 1, 256).status().err(), EINVAL);
+    EXPECT_FALSE(be->volatile_cache()->powered_off()) << "a refused cut leaves the power on";
+    ASSERT_TRUE(be->Close().ok());
 }
 
 TEST_F(PowerCutBackend, ReadOnlyAndTwiceAreRefused) {
