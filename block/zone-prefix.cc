@@ -43,15 +43,19 @@ Result<std::vector<ZonePrefix>> DrawZonePrefixes(BlockBackend& be, const std::ve
 
 Status ReplayZonePrefixes(const BlockBackendOptions& opts, const std::vector<ZonePrefix>& prefixes,
                           PowerCutReport& rep) {
-    bool any = false;
-    for (const ZonePrefix& p : prefixes) {
+    // What each zone kept: its prefix, or nothing when the active-zone limit refuses it.
+    auto count = [&rep](const ZonePrefix& p, uint64_t kept_to) {
         rep.zones_unflushed++;
-        rep.zone_bytes_kept += p.cut_wp - p.zone.durable_wp;
-        rep.zone_bytes_lost += p.zone.wp - p.cut_wp;
-        if (p.cut_wp > p.zone.durable_wp && p.cut_wp < p.zone.wp) rep.zones_partial++;
-        any |= !p.data.empty();
+        rep.zone_bytes_kept += kept_to - p.zone.durable_wp;
+        rep.zone_bytes_lost += p.zone.wp - kept_to;
+        if (kept_to > p.zone.durable_wp && kept_to < p.zone.wp) rep.zones_partial++;
+    };
+    bool any = false;
+    for (const ZonePrefix& p : prefixes) any |= !p.data.empty();
+    if (!any) {
+        for (const ZonePrefix& p : prefixes) count(p, p.zone.durable_wp);
+        return Status::Ok();
     }
-    if (!any) return Status::Ok();
     BlockBackendOptions o = opts;
     o.volatile_cache = 0;
     // The dead backend still holds the image (and its lock) until its owner destroys it; it
@@ -61,7 +65,10 @@ Status ReplayZonePrefixes(const BlockBackendOptions& opts, const std::vector<Zon
     if (!opened.ok()) return opened.status().Prefix("power-cut: reopening to keep zone prefixes");
     std::unique_ptr<BlockBackend> be = std::move(opened).value();
     for (const ZonePrefix& p : prefixes) {
-        if (p.data.empty()) continue;
+        if (p.data.empty()) {
+            count(p, p.zone.durable_wp);
+            continue;
+        }
         std::string zone = "zone " + std::to_string(p.zone.zone);
         QZNS_ASSIGN(ZoneInfo zi, be->GetZone(p.zone.zone));
         if (zi.wp != p.zone.durable_wp)
@@ -69,7 +76,14 @@ Status ReplayZonePrefixes(const BlockBackendOptions& opts, const std::vector<Zon
                                           ", not at its persisted write pointer " +
                                           std::to_string(p.zone.durable_wp));
         BlkResult w = be->Write(zi.wp, p.data.data(), p.data.size(), false);
+        // Zones that were Empty at the last flush may now outnumber the active-zone limit
+        // (others filled up since, but come back Closed): those keep nothing.
+        if (w.zone_error == ZoneError::kTooManyActiveZones) {
+            count(p, p.zone.durable_wp);
+            continue;
+        }
         if (!w.ok()) return w.status.Prefix("power-cut: keeping the prefix of " + zone);
+        count(p, p.cut_wp);
     }
     // A clean close persists the words, opened zones stored Closed as any power-on shows them.
     return be->Close().Prefix("power-cut: persisting zone prefixes");

@@ -175,7 +175,7 @@ protected:
         path_ = dir_ + "/zns.qcow2";
         MakeImage();
     }
-    void MakeImage() {
+    void MakeImage(uint32_t max_active = 0) {
         unlink(path_.c_str());
         FileOpenFlags ff;
         ff.write = ff.create = true;
@@ -189,6 +189,7 @@ protected:
         g.zone_size = g.zone_capacity = kZone;
         g.nr_conv_zones = kConv;
         g.max_append_bytes = 64 * 1024;
+        g.max_active_zones = g.max_open_zones = max_active;
         co.zoned = g;
         ASSERT_TRUE(qcow2::Create(std::move(*f), co).ok());
     }
@@ -479,6 +480,40 @@ TEST_F(PowerCutBackend, RandomCutKeepsASeededPrefixOfEachZone) {
         }
     }
     EXPECT_GT(inner, 0u) << "16 KiB-unit cuts must also keep strict prefixes";
+}
+
+// With one active zone: zone A was Closed at the flush and filled up since, zone B was Empty and
+// written since. A cut that keeps part of A (Closed again, active) cannot also open B, which
+// then keeps nothing; the cut still succeeds and says so.
+TEST_F(PowerCutBackend, ActiveZoneLimitRefusesAPrefix) {
+    const uint64_t a = (kConv + 1) * kZone, b = (kConv + 2) * kZone;
+    uint64_t refused = 0;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        MakeImage(1);
+        auto be = Open(64 << 20);
+        ASSERT_TRUE(be);
+        std::vector<uint8_t> d(kZone, 0x5c);
+        ASSERT_TRUE(be->Write(a, d.data(), 4096, false).ok());
+        ASSERT_TRUE(be->Flush().ok());
+        ASSERT_TRUE(be->Write(a + 4096, d.data(), kZone - 4096, false).ok());
+        ASSERT_TRUE(be->Write(b, d.data(), 8192, false).ok()) << "A is Full: B may open";
+        auto rep = be->PowerCut(PowerCutMode::kRandom, seed);
+        ASSERT_TRUE(rep.ok()) << rep.status().message();
+        be.reset();
+        ExpectImageClean(path_);
+        be = Open(0);
+        ASSERT_TRUE(be);
+        uint64_t wa = be->GetZone(kConv + 1)->wp, wb = be->GetZone(kConv + 2)->wp;
+        bool a_active = wa < a + kZone;  // Closed: its durable wp is past its start
+        if (a_active && wb == b) refused++;
+        EXPECT_FALSE(a_active && wb > b) << "two active zones with a limit of one: A " << wa - a << ", B " << wb - b;
+        uint64_t kept = (wa - (a + 4096)) + (wb - b);
+        EXPECT_EQ(rep->zone_bytes_kept, kept);
+        EXPECT_EQ(rep->zones_unflushed, 2u);
+        ASSERT_TRUE(be->Close().ok());
+    }
+    EXPECT_GT(refused, 0u) << "some seed must keep part of A and have B's prefix refused";
 }
 
 TEST_F(PowerCutBackend, AtomicUnitMustBeAPowerOfTwo) {
