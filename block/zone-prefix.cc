@@ -33,8 +33,8 @@ Result<std::vector<ZonePrefix>> DrawZonePrefixes(BlockBackend& be, const std::ve
         p.cut_wp = r == 0 ? z.durable_wp : r == inner + 1 ? z.wp : z.start + (first + r - 1) * unit;
         p.data.resize(p.cut_wp - z.durable_wp);
         if (!p.data.empty()) {
-            BlkResult r = be.Read(z.durable_wp, p.data.data(), p.data.size());
-            if (!r.ok()) return r.status.Prefix("power-cut: reading zone " + std::to_string(z.zone));
+            BlkResult rd = be.Read(z.durable_wp, p.data.data(), p.data.size());
+            if (!rd.ok()) return rd.status.Prefix("power-cut: reading zone " + std::to_string(z.zone));
         }
         out.push_back(std::move(p));
     }

@@ -158,6 +158,9 @@ for f in $FS; do
             cp /tmp/data-$f "$MNT/$name" || die "writing $f/$name failed"
             sync "$MNT/$name" "$MNT" || die "fsync of $f/$name failed"
             echo "$sum  $name" >> "$LOG"
+            # A pause, so the other writer's written-back files wait in the drive's cache
+            # for a while before the next fsync's flush.
+            sleep 0.$((RANDOM % 10))
         done
     ) &
 done
