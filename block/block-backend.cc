@@ -7,6 +7,7 @@
 #include "util/mutex.h"
 
 #include "block/qcow2/qcow2.h"
+#include "block/zone-prefix.h"
 #include "block/zoned/zoned-backend.h"
 
 namespace qzns {
@@ -167,18 +168,29 @@ Result<std::unique_ptr<BlockBackend>> BlockBackend::Open(const BlockBackendOptio
     QZNS_ASSIGN(auto drv, OpenImage(opts.filename, o));
     QZNS_ASSIGN(auto be, OpenDriver(std::move(drv), opts.persist_zones));
     be->power_ = power;
+    be->open_opts_ = opts;
     return be;
 }
 
-Result<PowerCutReport> BlockBackend::PowerCut(PowerCutMode mode, uint64_t seed) {
+Result<PowerCutReport> BlockBackend::PowerCut(PowerCutMode mode, uint64_t seed, uint64_t atomic_unit) {
     if (!power_) return Status::Error(ENOTSUP, "power-cut needs a writable node the daemon opened");
+    if (atomic_unit < 512 || (atomic_unit & (atomic_unit - 1)) != 0)
+        return Status::Error(EINVAL, "power-cut: the atomic unit must be a power of two of at least 512 bytes");
     if (power_->powered_off()) return Status::Error(EIO, "the drive is already powered off");
     // Without a volatile cache a completed write is on the medium, zone word included.
     if (power_->capacity() == 0) {
         BlkResult f = Flush();
         if (!f.ok()) return f.status.Prefix("power-cut: making completed writes durable");
     }
-    return power_->PowerCut(mode, seed);
+    // Zone prefixes are drawn and read while the cache still holds the data.
+    std::vector<ZonePrefix> prefixes;
+    if (mode == PowerCutMode::kRandom && power_->capacity() != 0) {
+        QZNS_ASSIGN(auto zones, UnflushedZones());
+        QZNS_ASSIGN(prefixes, DrawZonePrefixes(*this, zones, seed, atomic_unit));
+    }
+    QZNS_ASSIGN(PowerCutReport rep, power_->PowerCut(mode, seed));
+    QZNS_TRY(ReplayZonePrefixes(open_opts_, prefixes, rep));
+    return rep;
 }
 
 }  // namespace qzns

@@ -52,6 +52,14 @@ struct ZoneInfo {
 
 enum class ZoneMgmtOp { kOpen, kClose, kFinish, kReset, kOffline };
 
+// A sequential zone written past its persisted write pointer (bytes).
+struct UnflushedZone {
+    uint32_t zone = 0;
+    uint64_t start = 0;
+    uint64_t durable_wp = 0;  // where a cut that keeps none of its unflushed writes leaves it
+    uint64_t wp = 0;          // in memory
+};
+
 class BlockBackend;
 
 enum class BlkOp : uint8_t { kRead, kWrite, kWriteZeroes, kAppend, kFlush, kDiscard };
@@ -183,17 +191,24 @@ public:
     // ---- power ----
     // Cuts the drive's power, as docs/power-cut.rst describes: without a volatile cache every
     // completed write is on the medium (this flushes first, then cuts); with one, `mode` decides
-    // what of the unflushed writes the image file keeps. No request may be in flight. The image
-    // is left as after a crash (the in-use flag set); the backend is dead afterwards: destroy it
-    // and Open() the image again, which runs crash recovery. Only for backends Open() made
-    // writable.
-    Result<PowerCutReport> PowerCut(PowerCutMode mode, uint64_t seed);
+    // what of the unflushed writes the image file keeps. In random mode each sequential zone
+    // keeps a seeded prefix of its unflushed writes, durably (block/zone-prefix.h), which ends
+    // where it began or ended or at a multiple of `atomic_unit` (a power of two >= 512: the
+    // drive's power-fail atomic program unit) from the zone start. No request may be in flight. The backend is dead afterwards: destroy it and Open() the image again,
+    // which runs crash recovery. Only for backends Open() made writable.
+    Result<PowerCutReport> PowerCut(PowerCutMode mode, uint64_t seed, uint64_t atomic_unit = 512);
     // The volatile cache, or null (read-only backends, OpenDriver).
     const VolatileCacheFile* volatile_cache() const { return power_; }
 
 protected:
+    // Sequential zones whose write pointer is past the one their persisted zone word holds: what
+    // a cut may keep a prefix of. None for a disk without zones.
+    virtual Result<std::vector<UnflushedZone>> UnflushedZones() { return std::vector<UnflushedZone>{}; }
+
     // The image file's power switch (owned by the driver, below it); null when not Open()ed writable.
     VolatileCacheFile* power_ = nullptr;
+    // How Open() opened the image: a random cut opens it again to replay zone prefixes.
+    BlockBackendOptions open_opts_;
 
     // Runs r's blocking equivalent on a shared pool of threads, then completes it.
     static void SubmitBlocking(BlockBackend* be, BlkRequest* r);

@@ -46,6 +46,10 @@ Result<uint64_t> WriteTornSectors(File& to, const uint8_t* data, uint64_t len, u
 struct PowerCutReport {
     uint64_t ops_kept = 0, ops_lost = 0;      // cached operations (writes, punches, truncates)
     uint64_t bytes_kept = 0, bytes_lost = 0;  // of cached writes, per 512-byte sector
+    // Sequential zones written past their persisted write pointer, and what a random cut kept of
+    // them (BlockBackend::PowerCut, block/zone-prefix.h): zones_partial kept some but not all.
+    uint64_t zones_unflushed = 0, zones_partial = 0;
+    uint64_t zone_bytes_kept = 0, zone_bytes_lost = 0;
 };
 
 struct VolatileCacheStats {

@@ -7,7 +7,7 @@
 namespace qzns::daemon {
 
 Result<Json> PowerCycleNode(BlockNodes& nodes, Exports& exports, const std::string& name, PowerCutMode mode,
-                            uint64_t seed) {
+                            uint64_t seed, uint64_t atomic_unit) {
     BlockNode* node = nodes.Find(name);
     if (!node) return Status::Error(ENOENT, "Cannot find node '" + name + "'");
     if (node->read_only) return Status::Error(EINVAL, "Node '" + name + "' is read-only: it has nothing to lose");
@@ -17,7 +17,7 @@ Result<Json> PowerCycleNode(BlockNodes& nodes, Exports& exports, const std::stri
     // The cut comes first, while hosts are still connected: from here on no write reaches the
     // medium, so nothing the exports do while they stop (a flush, say) can save data.
     auto cut = std::chrono::steady_clock::now();
-    QZNS_ASSIGN(PowerCutReport rep, blk->PowerCut(mode, seed));
+    QZNS_ASSIGN(PowerCutReport rep, blk->PowerCut(mode, seed, atomic_unit));
     std::vector<std::vector<Option>> specs = exports.StopForNode(name);
 
     // Power on: the dead backend must be gone (its file closed, its image lock released) before
@@ -46,11 +46,13 @@ Result<Json> PowerCycleNode(BlockNodes& nodes, Exports& exports, const std::stri
             failed += (failed.empty() ? "" : "; ") + id + ": " + st.message();
     }
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - cut).count();
+    auto ull = [](uint64_t v) { return static_cast<unsigned long long>(v); };
     fprintf(stderr, "qzns-storage-daemon: power-cut of node '%s' (%s, seed %llu): %llu cached writes kept, %llu lost "
-                    "(%llu / %llu bytes); powered on in %.0f ms\n",
-            name.c_str(), PowerCutModeName(mode), static_cast<unsigned long long>(seed),
-            static_cast<unsigned long long>(rep.ops_kept), static_cast<unsigned long long>(rep.ops_lost),
-            static_cast<unsigned long long>(rep.bytes_kept), static_cast<unsigned long long>(rep.bytes_lost), ms);
+                    "(%llu / %llu bytes); %llu zones with unflushed writes, %llu kept part (%llu / %llu bytes); "
+                    "powered on in %.0f ms\n",
+            name.c_str(), PowerCutModeName(mode), ull(seed), ull(rep.ops_kept), ull(rep.ops_lost), ull(rep.bytes_kept),
+            ull(rep.bytes_lost), ull(rep.zones_unflushed), ull(rep.zones_partial), ull(rep.zone_bytes_kept),
+            ull(rep.zone_bytes_lost), ms);
     if (!failed.empty())
         return Status::Error(EIO, "power-cut: node '" + name + "' powered on, but exports did not restart: " + failed);
     Json j = Json::MakeObject();
@@ -61,6 +63,10 @@ Result<Json> PowerCycleNode(BlockNodes& nodes, Exports& exports, const std::stri
         .Set("writes-lost", rep.ops_lost)
         .Set("bytes-kept", rep.bytes_kept)
         .Set("bytes-lost", rep.bytes_lost)
+        .Set("zones-unflushed", rep.zones_unflushed)
+        .Set("zones-partial", rep.zones_partial)
+        .Set("zone-bytes-kept", rep.zone_bytes_kept)
+        .Set("zone-bytes-lost", rep.zone_bytes_lost)
         .Set("exports", std::move(restarted));
     return j;
 }

@@ -173,7 +173,8 @@ void RegisterQmpCommands(qmp::QmpDispatcher& qmp, BlockNodes& nodes, Exports& ex
         return Json::MakeObject();
     }));
     const std::vector<ArgSpec> power_cut_args = {
-        {"node-name", ArgType::kString, false}, {"mode", ArgType::kString, true}, {"seed", ArgType::kInteger, true}};
+        {"node-name", ArgType::kString, false}, {"mode", ArgType::kString, true}, {"seed", ArgType::kInteger, true},
+        {"atomic-unit", ArgType::kInteger, true}};
     qmp.Register("power-cut", Checked(power_cut_args, [&nodes, &exports](const Json& a) -> CommandResult {
         const std::string& name = a.get("node-name")->as_string();
         PowerCutMode mode = PowerCutMode::kLoseUnflushed;
@@ -188,8 +189,14 @@ void RegisterQmpCommands(qmp::QmpDispatcher& qmp, BlockNodes& nodes, Exports& ex
             if (!v) return Err("seed must not be negative");
             seed = *v;
         }
+        uint64_t unit = 512;
+        if (const Json* u = a.get("atomic-unit")) {
+            auto v = u->as_uint64();
+            if (!v || *v < 512 || (*v & (*v - 1)) != 0) return Err("atomic-unit must be a power of two of at least 512");
+            unit = *v;
+        }
         if (!nodes.Find(name)) return Err("Cannot find node '" + name + "'", "DeviceNotFound");
-        auto r = PowerCycleNode(nodes, exports, name, mode, seed);
+        auto r = PowerCycleNode(nodes, exports, name, mode, seed, unit);
         if (!r.ok()) return Err(r.status());
         if (exports.context().emit) exports.context().emit("POWER_CUT", *r);
         return std::move(r).value();

@@ -101,6 +101,9 @@ public:
     AioMode aio_mode() const override { return drv_->aio_mode(); }
     Status Close() override;
 
+protected:
+    Result<std::vector<UnflushedZone>> UnflushedZones() override;
+
 private:
     // Extent of zone z: a host offset (linear), kGeneric (through the driver) or kUnmapped.
     // Resolved through the format outside any lock and cached once known.
@@ -1183,6 +1186,35 @@ BlkResult ZonedBackend::Flush() {
     w.Arm(r);
     QueueFlush(&r, true);
     return w.Wait(r);
+}
+
+Result<std::vector<UnflushedZone>> ZonedBackend::UnflushedZones() {
+    // Zone words are written only by a flush, which syncs them before it completes: with no
+    // request in flight, the words the format holds are the durable ones.
+    uint32_t n = geo_.nr_zones;
+    std::vector<uint64_t> durable(n);
+    QZNS_TRY(store_->ReadZoneWords(0, n, durable.data()));
+    std::vector<UnflushedZone> out;
+    for (uint32_t z = geo_.nr_conv_zones; z < n; z++) {
+        ZoneGeometry g = Geo(z);
+        ZoneWord d{durable[z]};
+        uint64_t now;
+        {
+            Shard& s = ShardOf(z);
+            util::MutexLock lk(s.mu);
+            now = WordOf(s, z);
+        }
+        ZoneWord m{now};
+        // Only writes move a wp between flushes; any other change was durable on completion.
+        if (m.raw == d.raw || d.state() == ZoneState::kFull || d.state() == ZoneState::kReadOnly ||
+            d.state() == ZoneState::kOffline)
+            continue;
+        uint64_t cap_end = g.zslba + g.zcap;
+        uint64_t dwp = d.state() == ZoneState::kEmpty ? g.zslba : std::min(d.wp(), cap_end);
+        uint64_t mwp = m.state() == ZoneState::kEmpty ? g.zslba : std::min(m.wp(), cap_end);
+        if (mwp > dwp) out.push_back(UnflushedZone{z, g.zslba * kSector, dwp * kSector, mwp * kSector});
+    }
+    return out;
 }
 
 Status ZonedBackend::Close() {

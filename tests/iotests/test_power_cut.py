@@ -3,8 +3,9 @@
 # connection; the host reconnects to the same export and finds, per zone:
 #   lose-unflushed: the write pointer exactly where the last acknowledged Flush (or reset) left
 #                   it, the data below it intact, nothing above it;
-#   random:         a write pointer between that and what was written (today: at the last flush
-#                   point, docs/power-cut.rst), the data below it intact;
+#   random:         a write pointer anywhere between that and what was written, the data below
+#                   it intact and nothing past it; the reply's zone figures match what the host
+#                   finds, and some zones keep a strict prefix of their unflushed writes;
 #   no cache:       nothing lost at all (the control run).
 # Every zone comes back Empty, Closed or Full (a power cycle), the reply and the POWER_CUT event
 # follow the schema, and `qzns-img check` and Debian's `qemu-img check` find no corruption.
@@ -63,7 +64,7 @@ def run_cuts(tmp, cache, mode, cuts, seed):
                "--export", f"type=nvme-tcp,id=tcp0,node-name=zns0,addr=127.0.0.1,port={port},nqn={NQN}")
     rng = random.Random(seed)
     models = {z: ZoneModel(z) for z in range(CONV, NZ)}
-    lost = kept = 0
+    lost = kept = partial = 0
     try:
         q = d.qmp()
         for i in range(cuts):
@@ -87,6 +88,11 @@ def run_cuts(tmp, cache, mode, cuts, seed):
             for m in models.values():
                 m.pending = None
             verify(io, models)
+            unflushed = sum(1 for f, w in before.values() if w > f)
+            part = sum(1 for z, m in models.items() if before[z][0] < m.wp < before[z][1])
+            assert (r["zones-unflushed"], r["zones-partial"]) == (unflushed if cache and mode == "random" else 0, part), \
+                (r, unflushed, part)
+            partial += part
             for z, m in models.items():
                 flushed, written = before[z]
                 if not cache:
@@ -103,17 +109,18 @@ def run_cuts(tmp, cache, mode, cuts, seed):
     assert r.rc in (0, 3), r
     if QEMU_IMG:
         qemu_img("check", t, rc=(0, 3))
-    return lost, kept
+    return lost, kept, partial
 
 
 def test_lose_unflushed(tmp):
-    lost, kept = run_cuts(tmp, "8M", "lose-unflushed", CUTS, 1)
+    lost, kept, _ = run_cuts(tmp, "8M", "lose-unflushed", CUTS, 1)
     assert lost > 0 and kept == 0, (lost, kept)
 
 
 def test_random_is_seeded_and_keeps_a_valid_prefix(tmp):
-    lost, kept = run_cuts(tmp, "8M", "random", CUTS, 2)
+    lost, kept, partial = run_cuts(tmp, "8M", "random", CUTS, 2)
     assert lost > 0 and kept > 0, (lost, kept)
+    assert partial > 0, "random cuts must keep strict prefixes of some zones' unflushed writes"
 
 
 def test_small_cache_writes_back_and_loses_only_what_it_holds(tmp):
@@ -123,7 +130,7 @@ def test_small_cache_writes_back_and_loses_only_what_it_holds(tmp):
 
 
 def test_without_a_cache_nothing_is_lost(tmp):
-    lost, kept = run_cuts(tmp, None, "lose-unflushed", 5, 4)
+    lost, kept, _ = run_cuts(tmp, None, "lose-unflushed", 5, 4)
     assert lost == 0, lost
 
 
@@ -139,6 +146,8 @@ def test_refusals(tmp):
         assert e["class"] == "GenericError" and "read-only" in e["desc"], e
         e = q.error("power-cut", {"node-name": "ro", "mode": "gentle"})
         assert "lose-unflushed" in e["desc"], e
+        e = q.error("power-cut", {"node-name": "ro", "mode": "random", "atomic-unit": 1000})
+        assert "power of two" in e["desc"], e
         e = q.error("blockdev-add", {"driver": "qcow2", "node-name": "x", "file": str(t), "cache": {"size": 1 << 20}})
         assert "cache.volatile" in e["desc"], e
         nodes = returns(q, "query-named-block-nodes")

@@ -173,6 +173,10 @@ protected:
         ASSERT_NE(mkdtemp(tmpl), nullptr);
         dir_ = tmpl;
         path_ = dir_ + "/zns.qcow2";
+        MakeImage();
+    }
+    void MakeImage(uint32_t max_active = 0) {
+        unlink(path_.c_str());
         FileOpenFlags ff;
         ff.write = ff.create = true;
         ff.lock = false;
@@ -185,6 +189,7 @@ protected:
         g.zone_size = g.zone_capacity = kZone;
         g.nr_conv_zones = kConv;
         g.max_append_bytes = 64 * 1024;
+        g.max_active_zones = g.max_open_zones = max_active;
         co.zoned = g;
         ASSERT_TRUE(qcow2::Create(std::move(*f), co).ok());
     }
@@ -361,6 +366,162 @@ TEST_F(PowerCutBackend, RandomCutKeepsFlushedDataAndAValidImage) {
         }
         ASSERT_TRUE(be->Close().ok());
     }
+}
+
+TEST_F(PowerCutBackend, RandomCutKeepsASeededPrefixOfEachZone) {
+    struct PrefixCut {
+        Seen flushed, now, after;
+        PowerCutReport rep;
+    };
+    // On a fresh image: zones flushed empty, part-written and nearly full, then more writes to
+    // all of them (a zone written up to its capacity among them) and none flushed.
+    auto cut = [&](uint64_t seed, uint64_t atomic_unit) {
+        PrefixCut c;
+        MakeImage();
+        auto be = Open(64 << 20);
+        EXPECT_TRUE(be);
+        if (!be) return c;
+        std::mt19937_64 rng(seed);
+        auto write = [&](uint64_t off, uint64_t len) {
+            std::vector<uint8_t> b(len);
+            for (auto& x : b) x = uint8_t(rng() | 1);  // never zero: a lost sector shows
+            EXPECT_TRUE(be->Write(off, b.data(), len, false).ok()) << "write at " << off;
+        };
+        for (uint32_t z = kConv + 1; z < kZones; z++)
+            write(z * kZone, z == kZones - 1 ? kZone - 1024 : 512 * (1 + rng() % 256));
+        write(0, 8192);
+        EXPECT_TRUE(be->Flush().ok());
+        c.flushed = Look(*be);
+        for (int round = 0; round < 4; round++)
+            for (uint32_t z = kConv; z < kZones - 1; z++)
+                write(be->GetZone(z)->wp, z == kConv ? 512 : 512 * (1 + rng() % 64));
+        write(be->GetZone(kZones - 1)->wp, 512);
+        write(be->GetZone(kZones - 1)->wp, 512);
+        write(4096, 8192);
+        c.now = Look(*be);
+        auto rep = be->PowerCut(PowerCutMode::kRandom, seed, atomic_unit);
+        EXPECT_TRUE(rep.ok()) << rep.status().message();
+        if (rep.ok()) c.rep = *rep;
+        be.reset();
+        ExpectImageClean(path_);
+        be = Open(64 << 20);
+        EXPECT_TRUE(be);
+        if (!be) return c;
+        c.after = Look(*be);
+        // Destroyed without a clean close, as a killed daemon: the prefixes are durable already.
+        be.reset();
+        be = Open(64 << 20);
+        Seen again = Look(*be);
+        EXPECT_EQ(again.wp, c.after.wp) << "a restart after the cut keeps the write pointers";
+        EXPECT_EQ(again.state, c.after.state);
+        EXPECT_TRUE(again.data == c.after.data) << "a restart after the cut keeps the data";
+        EXPECT_TRUE(be->Close().ok());
+        return c;
+    };
+    uint64_t partial = 0, full = 0, empty = 0, kept_some = 0;
+    for (uint64_t seed = 1; seed <= 16; seed++) {
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        PrefixCut c = cut(seed, 512);
+        ASSERT_EQ(c.after.wp.size(), kZones);
+        uint64_t unflushed = 0, part = 0, kept = 0, lost = 0;
+        for (uint32_t z = kConv; z < kZones; z++) {
+            SCOPED_TRACE("zone " + std::to_string(z));
+            uint64_t start = z * kZone, wp = c.after.wp[z];
+            ASSERT_GT(c.now.wp[z], c.flushed.wp[z]) << "the workload must leave every zone unflushed writes";
+            EXPECT_GE(wp, c.flushed.wp[z]);
+            EXPECT_LE(wp, c.now.wp[z]);
+            EXPECT_EQ(wp % 512, 0u);
+            ZoneState want = wp == start ? ZoneState::kEmpty : wp == start + kZone ? ZoneState::kFull : ZoneState::kClosed;
+            EXPECT_EQ(c.after.state[z], want) << "wp " << wp;
+            for (uint64_t i = start; i < start + kZone; i++) {
+                uint8_t expect = i < wp ? c.now.data[i] : 0;
+                ASSERT_EQ(c.after.data[i], expect) << "byte " << i << (i < wp ? " below" : " at or past") << " the wp " << wp;
+            }
+            unflushed++;
+            part += wp > c.flushed.wp[z] && wp < c.now.wp[z];
+            kept += wp - c.flushed.wp[z];
+            lost += c.now.wp[z] - wp;
+            full += want == ZoneState::kFull;
+            empty += want == ZoneState::kEmpty;
+            kept_some += wp > c.flushed.wp[z];
+        }
+        EXPECT_EQ(c.rep.zones_unflushed, unflushed);
+        EXPECT_EQ(c.rep.zones_partial, part);
+        EXPECT_EQ(c.rep.zone_bytes_kept, kept);
+        EXPECT_EQ(c.rep.zone_bytes_lost, lost);
+        partial += part;
+        if (seed == 3) {
+            PrefixCut replay = cut(seed, 512);
+            EXPECT_EQ(replay.after.wp, c.after.wp) << "the same seed cuts the zones at the same sectors";
+            EXPECT_EQ(replay.after.state, c.after.state);
+            EXPECT_TRUE(replay.after.data == c.after.data) << "the same seed keeps the same bytes";
+        }
+    }
+    printf("[power-cut] 16 random cuts of 5 zones: %llu partial prefixes, %llu zones kept some unflushed writes, "
+           "%llu came back Full, %llu Empty\n",
+           static_cast<unsigned long long>(partial), static_cast<unsigned long long>(kept_some),
+           static_cast<unsigned long long>(full), static_cast<unsigned long long>(empty));
+    EXPECT_GT(partial, 0u) << "random cuts must keep strict prefixes of unflushed zone writes";
+    EXPECT_GT(full, 0u) << "a zone whose whole unflushed tail is kept up to its capacity is Full";
+    EXPECT_GT(empty, 0u) << "a zone that keeps nothing of its first writes is Empty";
+
+    // A drive that programs 16 KiB atomically ends a kept prefix at a 16 KiB boundary of the
+    // zone, unless it keeps all or nothing of the zone's unflushed writes.
+    uint64_t inner = 0;
+    for (uint64_t seed = 1; seed <= 6; seed++) {
+        SCOPED_TRACE("16 KiB unit, seed " + std::to_string(seed));
+        PrefixCut c = cut(seed, 16384);
+        ASSERT_EQ(c.after.wp.size(), kZones);
+        for (uint32_t z = kConv; z < kZones; z++) {
+            uint64_t wp = c.after.wp[z];
+            if (wp == c.flushed.wp[z] || wp == c.now.wp[z]) continue;
+            EXPECT_EQ((wp - z * kZone) % 16384, 0u) << "zone " << z << " wp " << wp;
+            inner++;
+        }
+    }
+    EXPECT_GT(inner, 0u) << "16 KiB-unit cuts must also keep strict prefixes";
+}
+
+// With one active zone: zone A was Closed at the flush and filled up since, zone B was Empty and
+// written since. A cut that keeps part of A (Closed again, active) cannot also open B, which
+// then keeps nothing; the cut still succeeds and says so.
+TEST_F(PowerCutBackend, ActiveZoneLimitRefusesAPrefix) {
+    const uint64_t a = (kConv + 1) * kZone, b = (kConv + 2) * kZone;
+    uint64_t refused = 0;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        MakeImage(1);
+        auto be = Open(64 << 20);
+        ASSERT_TRUE(be);
+        std::vector<uint8_t> d(kZone, 0x5c);
+        ASSERT_TRUE(be->Write(a, d.data(), 4096, false).ok());
+        ASSERT_TRUE(be->Flush().ok());
+        ASSERT_TRUE(be->Write(a + 4096, d.data(), kZone - 4096, false).ok());
+        ASSERT_TRUE(be->Write(b, d.data(), 8192, false).ok()) << "A is Full: B may open";
+        auto rep = be->PowerCut(PowerCutMode::kRandom, seed);
+        ASSERT_TRUE(rep.ok()) << rep.status().message();
+        be.reset();
+        ExpectImageClean(path_);
+        be = Open(0);
+        ASSERT_TRUE(be);
+        uint64_t wa = be->GetZone(kConv + 1)->wp, wb = be->GetZone(kConv + 2)->wp;
+        bool a_active = wa < a + kZone;  // Closed: its durable wp is past its start
+        if (a_active && wb == b) refused++;
+        EXPECT_FALSE(a_active && wb > b) << "two active zones with a limit of one: A " << wa - a << ", B " << wb - b;
+        uint64_t kept = (wa - (a + 4096)) + (wb - b);
+        EXPECT_EQ(rep->zone_bytes_kept, kept);
+        EXPECT_EQ(rep->zones_unflushed, 2u);
+        ASSERT_TRUE(be->Close().ok());
+    }
+    EXPECT_GT(refused, 0u) << "some seed must keep part of A and have B's prefix refused";
+}
+
+TEST_F(PowerCutBackend, AtomicUnitMustBeAPowerOfTwo) {
+    auto be = Open(1 << 20);
+    EXPECT_EQ(be->PowerCut(PowerCutMode::kRandom, 1, 4000).status().err(), EINVAL);
+    EXPECT_EQ(be->PowerCut(PowerCutMode::kRandom, 1, 256).status().err(), EINVAL);
+    EXPECT_FALSE(be->volatile_cache()->powered_off()) << "a refused cut leaves the power on";
+    ASSERT_TRUE(be->Close().ok());
 }
 
 TEST_F(PowerCutBackend, ReadOnlyAndTwiceAreRefused) {

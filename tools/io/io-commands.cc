@@ -166,10 +166,11 @@ bool CmdPowerCut(IoContext& ctx, const std::vector<std::string>& w) {
     auto r = ctx.blk->PowerCut(mode, seed);
     if (!r.ok()) return printf("power_cut failed: %s\n", r.status().message().c_str()), false;
     ctx.powered_off = true;
-    printf("power cut (%s, seed %llu): %llu cached writes kept, %llu lost (%llu / %llu bytes)\n", PowerCutModeName(mode),
-           static_cast<unsigned long long>(seed), static_cast<unsigned long long>(r->ops_kept),
-           static_cast<unsigned long long>(r->ops_lost), static_cast<unsigned long long>(r->bytes_kept),
-           static_cast<unsigned long long>(r->bytes_lost));
+    auto ull = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+    printf("power cut (%s, seed %llu): %llu cached writes kept, %llu lost (%llu / %llu bytes); %llu zones with "
+           "unflushed writes, %llu kept part (%llu / %llu bytes)\n",
+           PowerCutModeName(mode), ull(seed), ull(r->ops_kept), ull(r->ops_lost), ull(r->bytes_kept), ull(r->bytes_lost),
+           ull(r->zones_unflushed), ull(r->zones_partial), ull(r->zone_bytes_kept), ull(r->zone_bytes_lost));
     return true;
 }
 
