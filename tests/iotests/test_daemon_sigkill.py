@@ -180,8 +180,13 @@ def test_sigkill_daemon_under_nvme_tcp_writers(tmp):
                 d.stop()  # a clean shutdown after the last check
                 break
             ios = [io]
+            # Every host's admin queue stays referenced: a dropped one closes its socket when
+            # collected, which ends that association and aborts its writes (SQ deletion), a
+            # race the slower ASan daemon lost in CI.
+            admins = [admin]
             for _ in range(WRITERS - 1):
-                _, extra, _ = nvme_session(port, NQN)
+                extra_admin, extra, _ = nvme_session(port, NQN)
+                admins.append(extra_admin)
                 ios.append(extra)
             stop, errors = threading.Event(), []
             threads = [threading.Thread(target=writer, args=(q, s, random.Random(rng.random()), stop, errors, acked))
