@@ -40,7 +40,7 @@ for s in $SUITES; do echo "deb [arch=amd64] $MIRROR $s main" >> "$APT/sources.li
 OPTS=(-o Dir::Etc::SourceList="$APT/sources.list" -o Dir::Etc::SourceParts=/dev/null
       -o Dir::State::Lists="$APT/lists" -o Dir::Cache="$APT/cache" -o Dir::State::status=/dev/null
       -o APT::Architecture=amd64 -o APT::Architectures=amd64 -o APT::Get::List-Cleanup=0
-      -o APT::Sandbox::User=root)
+      -o APT::Sandbox::User=root -o Acquire::Check-Valid-Until="${PEER_CHECK_VALID_UNTIL:-false}" -o Acquire::Check-Date="${PEER_CHECK_VALID_UNTIL:-false}")
 log "apt-get update ($SUITES)"
 apt-get "${OPTS[@]}" update -q >&2 || { log "error: apt-get update failed: check the network and $MIRROR"; exit 1; }
 

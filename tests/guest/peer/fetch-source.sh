@@ -18,6 +18,9 @@
 #                 (default "sid trixie-backports trixie")
 #   PEER_MIRROR   Debian mirror (default http://deb.debian.org/debian)
 #   PEER_VERSION  take exactly this Debian version instead of the newest
+#   PEER_CHECK_VALID_UNTIL  "true" to refuse Release files past their Valid-Until (default false:
+#                 sid's expires within days and mirrors that are copies serve it stale; the
+#                 signatures and every file's SHA-256 are checked either way)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/../../../tools/need.sh"
@@ -40,7 +43,8 @@ mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial"
 for s in $SUITES; do echo "deb-src $MIRROR $s main" >> "$APT/sources.list.new"; done
 mv "$APT/sources.list.new" "$APT/sources.list"
 OPTS=(-o Dir::Etc::SourceList="$APT/sources.list" -o Dir::Etc::SourceParts=/dev/null
-      -o Dir::State::Lists="$APT/lists" -o Dir::Cache="$APT/cache" -o APT::Get::List-Cleanup=0)
+      -o Dir::State::Lists="$APT/lists" -o Dir::Cache="$APT/cache" -o APT::Get::List-Cleanup=0
+      -o Acquire::Check-Valid-Until="${PEER_CHECK_VALID_UNTIL:-false}" -o Acquire::Check-Date="${PEER_CHECK_VALID_UNTIL:-false}")
 
 # A source tree unpacked within the last day is reused without the network.
 for stamp in "$DEST/$PKG"-*/.qzns-source-stamp; do
