@@ -217,18 +217,18 @@ Status Image::ParseExtensions(const std::vector<uint8_t>& cluster0, uint32_t hea
 Status Image::WriteHeader() {
     // The feature name table is optional; like QEMU, leave it out when it does not fit in a small
     // (e.g. 512-byte) header cluster.
-    Status st = WriteHeaderWith(true);
-    if (st.err() == ENOSPC) st = WriteHeaderWith(false);
-    return st;
-}
-
-Status Image::WriteHeaderWith(bool feature_table) {
-    QZNS_ASSIGN(std::vector<uint8_t> buf, HeaderBytes(feature_table, header_reftable_offset_, header_reftable_clusters_));
+    QZNS_ASSIGN(std::vector<uint8_t> buf, HeaderBytes(header_reftable_offset_, header_reftable_clusters_));
     header_writes_++;
     return file_->Pwrite(buf.data(), buf.size(), 0);
 }
 
-Result<std::vector<uint8_t>> Image::HeaderBytes(bool feature_table, uint64_t rt_off, uint32_t rt_clusters) {
+Result<std::vector<uint8_t>> Image::HeaderBytes(uint64_t rt_off, uint32_t rt_clusters) {
+    auto with = HeaderBytesWith(true, rt_off, rt_clusters);
+    if (!with.ok() && with.status().err() == ENOSPC) return HeaderBytesWith(false, rt_off, rt_clusters);
+    return with;
+}
+
+Result<std::vector<uint8_t>> Image::HeaderBytesWith(bool feature_table, uint64_t rt_off, uint32_t rt_clusters) {
     std::vector<uint8_t> buf;
     buf.reserve(cluster_size_);
     Header h{};

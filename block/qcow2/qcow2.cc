@@ -496,8 +496,7 @@ Status Image::FlushMetadata() {
     const uint64_t header_writes = header_writes_;
     std::vector<uint8_t> header_raw;
     if (moved) {
-        auto hb = HeaderBytes(true, reftable_off, reftable_clusters);
-        if (!hb.ok() && hb.status().err() == ENOSPC) hb = HeaderBytes(false, reftable_off, reftable_clusters);
+        auto hb = HeaderBytes(reftable_off, reftable_clusters);
         if (!hb.ok()) {
             metadata_dirty_ = true;
             return hb.status();

@@ -190,9 +190,10 @@ private:
     Status ParseHeader() REQUIRES(mu_);
     Status ParseExtensions(const std::vector<uint8_t>& cluster0, uint32_t header_length);
     Status WriteHeader() REQUIRES(mu_);  // rewrites cluster 0, preserving unknown extensions
-    Status WriteHeaderWith(bool feature_table) REQUIRES(mu_);
-    // The header as it would be written now, pointing to the refcount table at rt_off.
-    Result<std::vector<uint8_t>> HeaderBytes(bool feature_table, uint64_t rt_off, uint32_t rt_clusters)
+    // The header as it would be written now, pointing to the refcount table at rt_off; without
+    // the optional feature name table when that does not fit in the header cluster.
+    Result<std::vector<uint8_t>> HeaderBytes(uint64_t rt_off, uint32_t rt_clusters) REQUIRES(mu_);
+    Result<std::vector<uint8_t>> HeaderBytesWith(bool feature_table, uint64_t rt_off, uint32_t rt_clusters)
         REQUIRES(mu_);
     Status SetIncompatBit(uint64_t bit, bool on) REQUIRES(mu_);
 
@@ -342,7 +343,7 @@ private:
     // the header; until then every header write keeps pointing to the old, still allocated one.
     uint64_t header_reftable_offset_ GUARDED_BY(mu_) = 0;
     uint32_t header_reftable_clusters_ GUARDED_BY(mu_) = 0;
-    uint64_t header_writes_ GUARDED_BY(mu_) = 0;  // bumped by every WriteHeaderWith
+    uint64_t header_writes_ GUARDED_BY(mu_) = 0;  // bumped by every WriteHeader
     std::vector<uint64_t> reftable_ GUARDED_BY(mu_);  // host-endian copy
     bool reftable_dirty_ GUARDED_BY(mu_) = false;
     uint64_t reftable_version_ GUARDED_BY(mu_) = 0;  // bumped by every change of reftable_
