@@ -19,6 +19,7 @@ constexpr uint8_t kZsaReset = 0x04;
 constexpr uint8_t kZsEmpty = 0x1, kZsImpOpen = 0x2, kZsExpOpen = 0x3, kZsClosed = 0x4,
                   kZsReadOnly = 0xd, kZsFull = 0xe, kZsOffline = 0xf;
 // Command specific statuses (SCT 1) of the Zoned Namespace Command Set.
+constexpr uint16_t kStAbortSqDeleted = 0x008;
 constexpr uint16_t kStZoneReadOnly = 0x1ba, kStZoneOffline = 0x1bb, kStZoneInvalidTransition = 0x1bf;
 
 }  // namespace
@@ -96,38 +97,41 @@ bool QueueWorker::Run(Conn& c, const std::atomic<bool>& stop, const std::atomic<
     return ok;
 }
 
-// Commands whose answer is lost with the connection: a write or append may or may not have
-// reached the medium, so the zone is read back (acknowledged blocks only) and reset before it
-// is written again; a reset is sent again.
-void QueueWorker::AbortAll() {
-    for (Slot& s : slots_) {
-        if (!s.busy) continue;
-        s.busy = false;
-        st_.aborted.fetch_add(1);
-        if (s.kind == OpKind::kReport) continue;
-        Zone& z = zones[s.zone];
-        z.inflight--;
-        switch (s.kind) {
-            case OpKind::kWrite:
-                z.write_inflight = false;
-                z.reserved -= s.nlb;
-                z.dirty = true;
-                break;
-            case OpKind::kAppend:
-                z.appends--;
-                z.reserved -= s.nlb;
-                z.dirty = true;
-                break;
-            case OpKind::kReset:
-                // The zone may or may not be empty now: its old blocks can no longer be
-                // expected, and the reset is sent again.
-                z.ResetModel();
-                z.phase = Phase::kReset;
-                break;
-            default:
-                break;
-        }
+// A command whose outcome the host cannot know: a write or append may or may not have reached
+// the medium, so the zone is read back (acknowledged blocks only) and reset before it is written
+// again; a reset is sent again.
+void QueueWorker::Forget(Slot& s) {
+    s.busy = false;
+    st_.aborted.fetch_add(1);
+    if (s.kind == OpKind::kReport) return;
+    Zone& z = zones[s.zone];
+    z.inflight--;
+    switch (s.kind) {
+        case OpKind::kWrite:
+            z.write_inflight = false;
+            z.reserved -= s.nlb;
+            z.dirty = true;
+            break;
+        case OpKind::kAppend:
+            z.appends--;
+            z.reserved -= s.nlb;
+            z.dirty = true;
+            break;
+        case OpKind::kReset:
+            // The zone may or may not be empty now: its old blocks can no longer be
+            // expected, and the reset is sent again.
+            z.ResetModel();
+            z.phase = Phase::kReset;
+            break;
+        default:
+            break;
     }
+}
+
+// Commands whose answer is lost with the connection.
+void QueueWorker::AbortAll() {
+    for (Slot& s : slots_)
+        if (s.busy) Forget(s);
     for (Zone& z : zones) z.frozen = false;
     busy_ = 0;
     report_busy_ = false;
@@ -412,6 +416,18 @@ void QueueWorker::Complete(uint16_t cid, uint16_t status, uint64_t result) {
         return;
     }
     Slot& s = slots_[cid];
+    if (status == kStAbortSqDeleted) {
+        // A target that is deleting the queue (its export is being removed, the association
+        // torn down) answers what it will not run with this retryable status, as a host's
+        // controller reset would: the command counts as lost with the connection.
+        busy_--;
+        if (s.kind == OpKind::kReport) {
+            report_busy_ = false;
+            for (Zone& z : zones) z.frozen = false;
+        }
+        Forget(s);
+        return;
+    }
     s.busy = false;
     busy_--;
     st_.lat.Add(NowNs() - s.t0);

@@ -71,6 +71,7 @@ private:
     bool ZoneError(Zone& z, OpKind kind, uint16_t status);
     void Learn(Zone& z, Fault f);
     void FillData(const Slot& s, uint32_t byte_off, uint32_t len, uint8_t* dst);
+    void Forget(Slot& s);
     void AbortAll();
     uint64_t Rand(uint64_t n) { return n ? rng_() % n : 0; }
 
