@@ -174,8 +174,7 @@ Result<std::unique_ptr<BlockBackend>> BlockBackend::Open(const BlockBackendOptio
 
 Result<PowerCutReport> BlockBackend::PowerCut(PowerCutMode mode, uint64_t seed, uint64_t atomic_unit) {
     if (!power_) return Status::Error(ENOTSUP, "power-cut needs a writable node the daemon opened");
-    if (atomic_unit < 512 || (atomic_unit & (atomic_unit - 1)) != 0)
-        return Status::Error(EINVAL, "power-cut: the atomic unit must be a power of two of at least 512 bytes");
+    if (Status s = CheckAtomicUnit(atomic_unit); !s.ok()) return s;
     if (power_->powered_off()) return Status::Error(EIO, "the drive is already powered off");
     // Without a volatile cache a completed write is on the medium, zone word included.
     if (power_->capacity() == 0) {

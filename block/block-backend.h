@@ -194,8 +194,9 @@ public:
     // what of the unflushed writes the image file keeps. In random mode each sequential zone
     // keeps a seeded prefix of its unflushed writes, durably (block/zone-prefix.h), which ends
     // where it began or ended or at a multiple of `atomic_unit` (a power of two >= 512: the
-    // drive's power-fail atomic program unit) from the zone start. No request may be in flight. The backend is dead afterwards: destroy it and Open() the image again,
-    // which runs crash recovery. Only for backends Open() made writable.
+    // drive's power-fail atomic program unit) from the zone start. No request may be in
+    // flight. The backend is dead afterwards: destroy it and Open() the image again, which
+    // runs crash recovery. Only for backends Open() made writable.
     Result<PowerCutReport> PowerCut(PowerCutMode mode, uint64_t seed, uint64_t atomic_unit = 512);
     // The volatile cache, or null (read-only backends, OpenDriver).
     const VolatileCacheFile* volatile_cache() const { return power_; }

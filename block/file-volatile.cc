@@ -17,10 +17,6 @@ struct VolatileCacheFile::Op {
     uint64_t end() const { return kind == Kind::kTruncate ? std::numeric_limits<uint64_t>::max() : off + len; }
 };
 
-namespace {
-constexpr uint64_t kSector = 512;
-}  // namespace
-
 Result<uint64_t> WriteTornSectors(File& to, const uint8_t* data, uint64_t len, uint64_t off, std::mt19937_64& rng) {
     uint64_t kept = 0;
     for (uint64_t pos = off, end = off + len; pos < end;) {

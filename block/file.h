@@ -12,6 +12,11 @@
 
 namespace qzns {
 
+// The sector: the unit the block layer counts zone geometry and write pointers in (as QEMU's
+// block layer and the kernel's blkzone do, whatever a device's logical block size), and the
+// unit a power cut tears unsynced writes at.
+inline constexpr uint64_t kSector = 512;
+
 class File {
 public:
     virtual ~File() = default;

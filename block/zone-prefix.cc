@@ -7,12 +7,18 @@
 namespace qzns {
 namespace {
 
-constexpr uint64_t kSector = 512;
 constexpr uint64_t kMaxUnit = 4096;  // the largest logical block an export offers
 // The file-level cut draws from `seed` itself; the prefixes take another stream of the same seed.
 constexpr uint64_t kPrefixStream = 0x7a6f6e652d707265ull;
 
 }  // namespace
+
+Status CheckAtomicUnit(uint64_t atomic_unit) {
+    if (atomic_unit < kSector || (atomic_unit & (atomic_unit - 1)) != 0)
+        return Status::Error(EINVAL, "power-cut: the atomic unit must be a power of two of at least 512 bytes, not " +
+                                         std::to_string(atomic_unit));
+    return Status::Ok();
+}
 
 Result<std::vector<ZonePrefix>> DrawZonePrefixes(BlockBackend& be, const std::vector<UnflushedZone>& zones,
                                                  uint64_t seed, uint64_t atomic_unit) {

@@ -22,6 +22,10 @@ struct ZonePrefix {
     std::vector<uint8_t> data;  // the bytes [durable_wp, P) as the host wrote them
 };
 
+// The drive's power-fail atomic program unit must be a power of two of at least 512 bytes; the
+// error names the rule, for a QMP client or a test to act on.
+Status CheckAtomicUnit(uint64_t atomic_unit);
+
 // Draws P for each zone with a generator seeded by `seed`, uniformly among durable_wp, wp and
 // the unit boundaries between them (multiples of the unit from the zone start), and reads the
 // data below it from `be` (which must still have power). The unit is `atomic_unit`, or the

@@ -9,6 +9,7 @@
 #include <vector>
 #include <thread>
 
+#include "block/zone-prefix.h"
 #include "block/zoned/zone-names.h"
 #include "block/zoned/zone-state-machine.h"
 #include "storage-daemon/nvme-tcp-export.h"
@@ -192,7 +193,9 @@ void RegisterQmpCommands(qmp::QmpDispatcher& qmp, BlockNodes& nodes, Exports& ex
         uint64_t unit = 512;
         if (const Json* u = a.get("atomic-unit")) {
             auto v = u->as_uint64();
-            if (!v || *v < 512 || (*v & (*v - 1)) != 0) return Err("atomic-unit must be a power of two of at least 512");
+            if (!v) return Err("atomic-unit must not be negative");
+            // Checked before the node: a bad argument must not cut anything.
+            if (Status st = CheckAtomicUnit(*v); !st.ok()) return Err(st);
             unit = *v;
         }
         if (!nodes.Find(name)) return Err("Cannot find node '" + name + "'", "DeviceNotFound");

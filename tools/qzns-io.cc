@@ -19,7 +19,7 @@ void Usage(FILE* out) {
             "Commands: read [-P pat] [-v] [-q] off len | write [-P pat] [-z [-u]] [-q] off len |\n"
             "          discard off len | flush | length |\n"
             "          zrp off nr | zo/zc/zf/zrs/zoff off len | zap [-P pat] [-f] off len |\n"
-            "          zde off FILE|-P pat | power_cut [-m lose-unflushed|random] [-s seed]\n"
+            "          zde off FILE|-P pat | power_cut [-m lose-unflushed|random] [-s seed] [-a unit]\n"
             "Without -c, commands are read from standard input, one per line.\n");
 }
 

@@ -34,7 +34,6 @@
 namespace qzns {
 namespace {
 
-constexpr uint64_t kSector = 512;
 constexpr uint32_t kShards = 64;
 
 // The counters only decide whether a zone may join the open or active set. A write decided

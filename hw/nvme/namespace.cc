@@ -6,8 +6,6 @@
 namespace qzns::nvme {
 namespace {
 
-constexpr uint64_t kSector = 512;
-
 Status CheckLbaSize(uint32_t lba_size) {
     if (lba_size != 512 && lba_size != 4096)
         return Status::Error(EINVAL, "lba_size must be 512 or 4096, not " + std::to_string(lba_size));

@@ -179,5 +179,27 @@ def test_qzns_io_power_cut_offline(tmp):
     io("-c", "read -P 0x33 0 4k", t, rc=0)
     r = io("-C", "1M", "-c", "power_cut -m gentle", t)
     assert r.rc == 1 and "lose-unflushed" in r.out, r
+    r = io("-C", "1M", "-c", "power_cut -m random -a 1000", t)
+    assert r.rc == 1 and "power of two of at least 512 bytes, not 1000" in r.out, r
+
+
+def test_qzns_io_power_cut_atomic_unit(tmp):
+    """power_cut -a: a random cut keeps a prefix of a zone's unflushed writes that ends at a
+    multiple of the atomic unit (or where they began or ended); 4 KiB units split a 12 KiB
+    write for some seed, 16 KiB units never do."""
+    from conftest import qio as io
+    kept = {"4k": set(), "16k": set()}
+    for unit in kept:
+        for seed in range(8):
+            t = tmp / f"a{unit}{seed}.qcow2"
+            img("create", "-q", "-f", "qcow2", "-o", "size=32M,zone_size=8M,zoned_profile=zns", t, rc=0)
+            cmds = ["write -P 0x11 0 4k", "flush", "write -P 0x22 4k 12k", f"power_cut -m random -s {seed} -a {unit}"]
+            r = io("-C", "1M", *[a for c in cmds for a in ("-c", c)], t, rc=0)
+            assert "1 zones with unflushed writes" in r.out, r.out
+            wp = io("-c", "zrp 0 1", t, rc=0).out
+            kept[unit].add(int(wp.split("wptr ")[1].split(",")[0], 16) * 512)
+            assert img("check", t).rc == 0
+    assert kept["16k"] <= {4096, 16384}, kept
+    assert kept["4k"] - {4096, 16384}, kept
     r = io("-C", "1k", "-c", "flush", t)
     assert r.rc == 1 and "at least 64K" in r.err, r

@@ -146,10 +146,11 @@ bool CmdFlush(IoContext& ctx, const std::vector<std::string>&) {
     return true;
 }
 
-// power_cut [-m lose-unflushed|random] [-s seed]: the drive loses power (docs/power-cut.rst).
+// power_cut [-m lose-unflushed|random] [-s seed] [-a atomic-unit]: the drive loses power
+// (docs/power-cut.rst), as QMP power-cut does.
 bool CmdPowerCut(IoContext& ctx, const std::vector<std::string>& w) {
     PowerCutMode mode = PowerCutMode::kLoseUnflushed;
-    uint64_t seed = 0;
+    uint64_t seed = 0, unit = kSector;
     for (size_t i = 1; i < w.size(); i++) {
         if (w[i] == "-m" && i + 1 < w.size()) {
             auto m = ParsePowerCutMode(w[++i]);
@@ -159,11 +160,15 @@ bool CmdPowerCut(IoContext& ctx, const std::vector<std::string>& w) {
             auto v = ParseUint(w[++i]);
             if (!v.ok()) return printf("power_cut: invalid seed '%s'\n", w[i].c_str()), false;
             seed = *v;
+        } else if (w[i] == "-a" && i + 1 < w.size()) {
+            auto v = ParseSize(w[++i]);
+            if (!v.ok()) return printf("power_cut: invalid atomic unit '%s'\n", w[i].c_str()), false;
+            unit = *v;
         } else {
-            return printf("power_cut: usage: power_cut [-m lose-unflushed|random] [-s seed]\n"), false;
+            return printf("power_cut: usage: power_cut [-m lose-unflushed|random] [-s seed] [-a atomic-unit]\n"), false;
         }
     }
-    auto r = ctx.blk->PowerCut(mode, seed);
+    auto r = ctx.blk->PowerCut(mode, seed, unit);
     if (!r.ok()) return printf("power_cut failed: %s\n", r.status().message().c_str()), false;
     ctx.powered_off = true;
     auto ull = [](uint64_t v) { return static_cast<unsigned long long>(v); };
