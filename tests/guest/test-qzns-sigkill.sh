@@ -222,12 +222,12 @@ for K in $(seq 1 "$KILLS"); do
     DAEMON_PID=
     check_image "$IMG"
     check_image "$LIMG"
-    if [ "$K" = "$SABOTAGE" ]; then
+    check_zone_words
+    if [ "$K" = "$SABOTAGE" ]; then   # after the host's check: the guest must see it
         z=$(awk '$1 == "ACK" { z = $2 } END { print z }' "$SHARE/acked.log")
         say "SABOTAGE: resetting zone $z of the image behind the daemon's back"
         "$BUILD/tools/qzns-io" -c "zrs $((z * 8))M 8M" "$IMG" >/dev/null
     fi
-    check_zone_words
     start_daemon
     echo "$K" > "$SHARE/restarts.tmp"; mv "$SHARE/restarts.tmp" "$SHARE/restarts"
     t3=$(date +%s.%N)
@@ -252,6 +252,8 @@ qemu-img check -q "$IMG" && qemu-img check -q "$LIMG" || fail "qemu-img check af
 RES=$(grep -a '^RESULT' "$WORK/guest.out" | tail -n1)
 echo "  guest: ${RES#RESULT }"
 echo "  per kill (mean s): $(awk '{ a += $2; b += $3; c += $4 } END { printf "%.1f writing, %.1f down (checks), %.1f from restart to the guest'"'"'s check", a / NR, b / NR, c / NR }' "$WORK/kills.log")"
-echo "  image checks after the kills: $CHECKS x (qzns-img + qemu-img), 0 corrupt ($CORRUPT), leaks: qzns-img $LEAKS, qemu-img $QLEAKS (repaired at the end)"
-[ "$LOAD" = 1 ] && echo "  nvmf-load: $(load_summary)"
+[ "$CORRUPT" = 0 ] || fail "qzns-img check counted $CORRUPT errors or corruptions"
+echo "  image checks after the kills: $CHECKS x (qzns-img + qemu-img), exit 0 or 3, $CORRUPT errors; leaked clusters: qzns-img $LEAKS, qemu-img $QLEAKS (repaired at the end)"
+# nvmf-load never flushes: what it lost at a kill was never durable, so it is counted, not judged.
+[ "$LOAD" = 0 ] || echo "  nvmf-load: $(load_summary)"
 echo "PASS: $KILLS SIGKILLs of qzns-storage-daemon under a Linux guest over NVMe/TCP (seed $SEED): no acknowledged byte lost, every image check clean; ${TG}s of kills, $((SECONDS - T0))s total"
