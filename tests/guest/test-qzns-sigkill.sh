@@ -31,10 +31,12 @@
 # vary the vfio-user cntlid per daemon start (and the guest to drop the dead controller first).
 #
 # Usage: tests/guest/test-qzns-sigkill.sh [--build DIR] [--kills N] [--full] [--seed N]
-#            [--no-load] [--sabotage K] [--workdir DIR] [--keep]
+#            [--zones N] [--zone-kb KB] [--no-load] [--sabotage K] [--workdir DIR] [--keep]
 #   --kills N     kills (default $QZNS_SIGKILL_KILLS, else 30; `make check-soak` runs --full)
 #   --full        100 kills
 #   --seed N      seed of the kill moments (default $QZNS_SIGKILL_SEED, else the time; printed)
+#   --zones N, --zone-kb KB  the guest's image (default 8 zones of 512 KiB: small, so the
+#                 writer fills and resets zones within 30 kills)
 #   --no-load     no qzns-nvmf-load beside the guest
 #   --sabotage K  self-test: after kill K, reset a zone with acknowledged data in the image
 #                 behind the daemon's back; the test must then fail
@@ -45,13 +47,15 @@ source "$HERE/../../tools/need.sh"
 need qemu-system-x86_64:qemu-system-x86 /usr/bin/python3:python3 qemu-img:qemu-utils
 TOP=$(cd "$HERE/../.." && pwd)
 BUILD=${QZNS_BUILD:-$TOP/build} WORK= KEEP=0 KILLS=${QZNS_SIGKILL_KILLS:-30} SEED=${QZNS_SIGKILL_SEED:-}
-LOAD=1 SABOTAGE=0
+LOAD=1 SABOTAGE=0 NZONES=8 ZONE_KB=512
 while [ $# -gt 0 ]; do
     case $1 in
         --build) BUILD=$2; shift 2 ;;
         --kills) KILLS=$2; shift 2 ;;
         --full) KILLS=100; shift ;;
         --seed) SEED=$2; shift 2 ;;
+        --zones) NZONES=$2; shift 2 ;;
+        --zone-kb) ZONE_KB=$2; shift 2 ;;
         --no-load) LOAD=0; shift ;;
         --sabotage) SABOTAGE=$2; shift 2 ;;
         --workdir) WORK=$2; shift 2 ;;
@@ -86,8 +90,7 @@ rand() {  # rand N LO HI: the Nth seeded draw in [LO, HI)
 PORT=$(free_port) LPORT=$(free_port)
 mkdir -p "$SHARE"
 echo 0 > "$SHARE/kills"; echo 0 > "$SHARE/restarts"
-# 32 zones of 8 MiB for the guest; the load gets the soak's small zones.
-"$IMG_TOOL" create -q -f qcow2 -o size=256M,zone_size=8M,zone_capacity=8M,zone_nr_conv=0,max_append_sectors=256,zoned_profile=zns "$IMG"
+"$IMG_TOOL" create -q -f qcow2 -o size=$((NZONES * ZONE_KB))K,zone_size=${ZONE_KB}K,zone_capacity=${ZONE_KB}K,zone_nr_conv=0,max_append_sectors=256,zoned_profile=zns "$IMG"
 "$IMG_TOOL" create -q -f qcow2 -o size=32M,zone_size=512K,zone_capacity=512K,zone_nr_conv=0,zoned_profile=zns "$LIMG"
 
 start_daemon() {
@@ -236,7 +239,7 @@ for K in $(seq 1 "$KILLS"); do
     if [ "$K" = "$SABOTAGE" ]; then   # after the host's check: the guest must see it
         z=$(awk '$1 == "ACK" { z = $2 } END { print z }' "$SHARE/acked.log")
         say "SABOTAGE: resetting zone $z of the image behind the daemon's back"
-        "$BUILD/tools/qzns-io" -c "zrs $((z * 8))M 8M" "$IMG" >/dev/null
+        "$BUILD/tools/qzns-io" -c "zrs $((z * ZONE_KB * 1024)) $((ZONE_KB * 1024))" "$IMG" >/dev/null
     fi
     start_daemon
     echo "$K" > "$SHARE/restarts.tmp"; mv "$SHARE/restarts.tmp" "$SHARE/restarts"
