@@ -218,7 +218,7 @@ K=0
 start_daemon
 [ "$LOAD" = 1 ] && { run_load & LOAD_PID=$!; }
 "$HERE/run-guest.sh" --scenario "$HERE/scenarios/qzns-sigkill.sh" --share "$SHARE" --log "$WORK/console.log" \
-    --timeout 3600 --env NVME_TCP_ADDR=10.0.2.2 --env NVME_TCP_PORT="$PORT" --env NVME_TCP_NQN="$NQN" \
+    --timeout $((600 + KILLS * 30)) --env NVME_TCP_ADDR=10.0.2.2 --env NVME_TCP_PORT="$PORT" --env NVME_TCP_NQN="$NQN" \
     > "$WORK/guest.out" 2> "$WORK/guest.err" &
 GUEST_PID=$!
 wait_guest "starting to write" test -e "$SHARE/writing"

@@ -175,7 +175,7 @@ SEEN=$(kills)
 NEXT=$ACTIVE   # next zone to bring into the active set
 ACT=()
 for ((i = 0; i < ACTIVE; i++)); do ACT[i]=$i; done
-echo "writing: $NZ zones of $(( ZCAP[0] >> 20 )) MiB, $ACTIVE active, $CHUNK-byte chunks"
+echo "writing: $NZ zones of $(( ZCAP[0] >> 10 )) KiB, $ACTIVE active, $CHUNK-byte chunks"
 touch "$H/writing"
 
 i=0
