@@ -11,7 +11,8 @@
 # no kill happened meanwhile: the host bumps /host/kills before each SIGKILL, and a Flush that
 # Linux retried on the new daemon (nvme-tcp requeues it across the reconnect) says nothing about
 # a write the dead daemon had only cached. Acknowledged ranges go to /host/acked.log
-# ("ACK zone gen off end" / "RESET zone gen") before the next write starts.
+# ("ACK zone gen off end"; "RESETTING zone gen" before a reset, "RESET zone gen" once it
+# returned) before the next write starts.
 #
 # After each kill (the counter moved, or an I/O failed) the writer waits for the host's restart
 # (/host/restarts catches up), then checks every zone with blkzone report: condition sane (not
@@ -186,6 +187,8 @@ while [ ! -e "$H/stop" ]; do
         # Full: the slot moves on; a zone written before is reset first (durable on completion).
         z=$NEXT; NEXT=$(( (NEXT + 1) % NZ )); ACT[slot]=$z
         if [ "${WP[z]}" -gt 0 ]; then
+            # Said first: the host, checking the image at a kill, must allow an empty zone.
+            echo "RESETTING $z ${GEN[z]}" >> "$H/acked.log"
             k0=$(kills)
             if blkzone reset -o $(( ZSTART[z] / 512 )) -c 1 "$DEV" && [ "$(kills)" = "$k0" ]; then
                 GEN[z]=$(( GEN[z] + 1 )) WP[z]=0 ACK[z]=0 RESETS=$((RESETS + 1))
