@@ -19,9 +19,9 @@
 #     access fails ("Unable to write to socket: Broken pipe"); vfio-user-pci has no reconnect
 #     property (`-device vfio-user-pci,help`: socket, x-msg-timeout, x-send-queued, ...). The
 #     guest's reads fail (I/O error) or hang, and the namespace's capacity drops to 0.
-#   - QMP device_del of the dead device, after restarting the daemon: the guest ejects it
-#     (pciehp), then QEMU aborts: "system/memory.c:2617: memory_region_del_subregion: Assertion
-#     `subregion->container == mr' failed".
+#   - QMP device_del of the dead device, with the daemon restarted or still down: the guest
+#     ejects it (pciehp), then QEMU aborts: "system/memory.c:2617: memory_region_del_subregion:
+#     Assertion `subregion->container == mr' failed". (Nothing to re-add it to.)
 #   - QMP device_add of a second vfio-user-pci on another pcie-root-port, to the restarted
 #     daemon's socket, without deleting the dead one: QEMU connects and the guest probes it, but
 #     Linux rejects the controller, "nvme nvme1: Duplicate cntlid 1 with nvme0, subsys
