@@ -44,7 +44,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/../../tools/need.sh"
-need qemu-system-x86_64:qemu-system-x86 /usr/bin/python3:python3 qemu-img:qemu-utils
+need qemu-system-x86_64:qemu-system-x86 /usr/bin/python3:python3 qemu-img:qemu-utils pkill:procps
 TOP=$(cd "$HERE/../.." && pwd)
 BUILD=${QZNS_BUILD:-$TOP/build} WORK= KEEP=0 KILLS=${QZNS_SIGKILL_KILLS:-30} SEED=${QZNS_SIGKILL_SEED:-}
 LOAD=1 SABOTAGE=0 NZONES=8 ZONE_KB=512
@@ -72,12 +72,17 @@ LOADGEN=$BUILD/bench/nvmf-load/qzns-nvmf-load
 SHARE=$WORK/share IMG=$WORK/zns.qcow2 LIMG=$WORK/load.qcow2
 NQN=nqn.2026-12.io.qzns:sigkill NQN_LOAD=nqn.2026-12.io.qzns:sigkill-load
 DAEMON_PID= GUEST_PID= LOAD_PID=
+# The guest's QEMU runs under run-guest.sh's `timeout`, in a process group of its own: it is
+# found by this name, unique to the run.
+MARK=qzns-sigkill-$$
 say() { echo "test: $*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
 cleanup() {
-    touch "$WORK/load.stop" 2>/dev/null || true
-    [ -n "$GUEST_PID" ] && kill -TERM "$GUEST_PID" 2>/dev/null
-    [ -n "$LOAD_PID" ] && { kill -TERM "$LOAD_PID" 2>/dev/null; wait "$LOAD_PID" 2>/dev/null; }
+    set +e   # a failing step must not leave the rest running
+    touch "$WORK/load.stop"
+    [ -n "$GUEST_PID" ] && { pkill -KILL -f -- "$MARK"; kill -TERM "$GUEST_PID"; wait "$GUEST_PID"; } 2>/dev/null
+    [ -n "$LOAD_PID" ] && { kill -TERM "$LOAD_PID"; wait "$LOAD_PID"; } 2>/dev/null
+    [ -s "$WORK/load.pid" ] && kill -KILL "$(cat "$WORK/load.pid")" 2>/dev/null
     [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null && { kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null; }
     if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
 }
@@ -177,7 +182,9 @@ run_load() {
         n=$((n + 1))
         # Niced and small: on 2 cores a full-speed load starves the TCG guest.
         nice -n 19 "$LOADGEN" --target "127.0.0.1:$LPORT:$NQN_LOAD" --hosts 2 --queues 1 --qd 4 --runtime 15 \
-            --report-ms 500 --seed "$n" --json "$WORK/load-$n.json" >/dev/null 2>>"$WORK/load.err" || true
+            --report-ms 500 --seed "$n" --json "$WORK/load-$n.json" >/dev/null 2>>"$WORK/load.err" &
+        echo $! > "$WORK/load.pid"
+        wait $! || true
         sleep 0.2
     done
 }
@@ -212,6 +219,9 @@ wait_guest() {
     shift
     until "$@"; do
         guest_alive || guest_failed "the guest exited while $what"
+        if [ -n "$DAEMON_PID" ] && ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+            tail -n 20 "$WORK/daemon.log" >&2; fail "the daemon died unkilled while $what"
+        fi
         [ $((SECONDS - t0)) -lt 300 ] || guest_failed "timed out while $what"
         sleep 0.1
     done
@@ -226,7 +236,7 @@ start_daemon
 [ "$LOAD" = 1 ] && { run_load & LOAD_PID=$!; }
 "$HERE/run-guest.sh" --scenario "$HERE/scenarios/qzns-sigkill.sh" --share "$SHARE" --log "$WORK/console.log" \
     --timeout $((600 + KILLS * 30)) --env NVME_TCP_ADDR=10.0.2.2 --env NVME_TCP_PORT="$PORT" --env NVME_TCP_NQN="$NQN" \
-    > "$WORK/guest.out" 2> "$WORK/guest.err" &
+    -- -name "$MARK" > "$WORK/guest.out" 2> "$WORK/guest.err" &
 GUEST_PID=$!
 wait_guest "starting to write" test -e "$SHARE/writing"
 TW=$SECONDS
@@ -237,7 +247,7 @@ for K in $(seq 1 "$KILLS"); do
     sleep "$(rand "$K" 0 2)"
     t2=$(date +%s.%N)
     echo "$K" > "$SHARE/kills.tmp"; mv "$SHARE/kills.tmp" "$SHARE/kills"
-    kill -KILL "$DAEMON_PID"
+    kill -KILL "$DAEMON_PID" 2>/dev/null || { tail -n 20 "$WORK/daemon.log" >&2; fail "the daemon died unkilled before kill $K"; }
     wait "$DAEMON_PID" 2>/dev/null || true
     DAEMON_PID=
     check_image "$IMG"
