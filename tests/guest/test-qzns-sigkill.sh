@@ -79,10 +79,14 @@ say() { echo "test: $*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
 cleanup() {
     set +e   # a failing step must not leave the rest running
+    trap - ERR
+    local p
     touch "$WORK/load.stop"
     [ -n "$GUEST_PID" ] && { pkill -KILL -f -- "$MARK"; kill -TERM "$GUEST_PID"; wait "$GUEST_PID"; } 2>/dev/null
     [ -n "$LOAD_PID" ] && { kill -TERM "$LOAD_PID"; wait "$LOAD_PID"; } 2>/dev/null
-    [ -s "$WORK/load.pid" ] && kill -KILL "$(cat "$WORK/load.pid")" 2>/dev/null
+    # The round of nvmf-load that was running, if that pid is still it.
+    p=$(cat "$WORK/load.pid" 2>/dev/null)
+    [ -n "$p" ] && grep -qa qzns-nvmf-load "/proc/$p/cmdline" 2>/dev/null && kill -KILL "$p"
     [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null && { kill -TERM "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null; }
     if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
 }
