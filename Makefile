@@ -29,11 +29,21 @@ check-iotests: build
 	cd tests/iotests && QZNS_BUILD=$(abspath $(BUILD)) $(PYTEST) -q
 
 # The soak of tests/iotests/test_soak.py (bench/nvmf-load against one daemon while QMP removes
-# exports and faults zones) for SOAK_SECONDS instead of the 60 s it gets in check-iotests.
+# exports and faults zones) for SOAK_SECONDS instead of the 60 s it gets in check-iotests, then
+# check-sigkill.
 SOAK_SECONDS ?= 600
-check-soak: build
+check-soak: build check-sigkill
 	@$(DEPS) iotests
 	cd tests/iotests && QZNS_BUILD=$(abspath $(BUILD)) QZNS_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) -q -s test_soak.py
+
+# qzns-storage-daemon SIGKILLed SIGKILL_KILLS times under a Linux guest writing over NVMe/TCP
+# (tests/guest/test-qzns-sigkill.sh; check-guest runs it with 30 kills).
+SIGKILL_KILLS ?= 100
+.PHONY: check-sigkill
+check-sigkill: build
+	@$(DEPS) guest
+	tests/guest/build-guest.sh
+	bash tests/guest/test-qzns-sigkill.sh --build $(BUILD) --kills $(SIGKILL_KILLS)
 
 $(ASAN_BUILD)/build.ninja:
 	CXX=clang++ meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
