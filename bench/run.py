@@ -352,7 +352,8 @@ class Suite:
                     sock = self.path("vu.sock")
                     if os.path.exists(sock):
                         os.unlink(sock)
-                    export = f"type=vfio-user,id=e0,node-name=zns0,socket={sock},lba-size=4096"
+                    export = (f"type=vfio-user,id=e0,node-name=zns0,socket={sock},lba-size=4096"
+                              + getattr(self.a, "vfio_export_opts", ""))
                     cmd += ["--", "-object", "memory-backend-memfd,id=mem,size=1G,share=on",
                             "-machine", "memory-backend=mem", "-device",
                             json.dumps({"driver": "vfio-user-pci", "socket": {"path": sock, "type": "unix"}})]
@@ -381,6 +382,11 @@ class Suite:
                     daemon.wait(30)
                 except subprocess.TimeoutExpired:
                     daemon.kill()
+                # The daemon's doorbell counters (vfio-user): MMIO doorbell messages per command.
+                with open(self.path(f"daemon-{key}.log")) as fh:
+                    for line in fh:
+                        if "MMIO doorbells" in line:
+                            log(f"row 4 {key}: {line.strip()}")
         res = {"runs": {}, "spread": {}}
         for line in r.stdout.splitlines():
             if line.startswith("RESULT "):
@@ -537,6 +543,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
     ap.add_argument("--workdir", default="/var/tmp", help="scratch images go in a temporary folder here")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--vfio-export-opts", default="",
+                    help="appended to row 4's vfio-user --export, e.g. ',shadow-doorbells=off' for an A/B run")
     a = ap.parse_args()
     s = Suite(a)
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")

@@ -29,6 +29,7 @@ void Usage(FILE* out) {
             "  --export type=nvme-tcp,id=ID,node-name=NAME,nqn=NQN[,addr=127.0.0.1][,port=4420][,nsid=N]\n"
             "           [,lba-size=512|4096][,allow-host=HOSTNQN]...[,discovery-port=8009]\n"
             "  --export type=vfio-user,id=ID,node-name=NAME,socket=PATH[,nsid=N][,lba-size=512|4096]\n"
+            "           [,shadow-doorbells=on|off]\n"
             "  --qmp unix:PATH | tcp:HOST:PORT\n"
             "  --pidfile FILE\n"
             "  -h, --help   -V, --version\n");

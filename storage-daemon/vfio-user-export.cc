@@ -50,7 +50,8 @@ std::string SerialFor(const std::string& socket) {
     return buf;
 }
 
-Result<std::shared_ptr<Endpoint>> StartEndpoint(const std::string& socket, const std::string& nqn) {
+Result<std::shared_ptr<Endpoint>> StartEndpoint(const std::string& socket, const std::string& nqn,
+                                                bool shadow_doorbells) {
     auto ep = std::make_shared<Endpoint>();
     ep->socket = socket;
     ep->nqn = nqn;
@@ -58,6 +59,7 @@ Result<std::shared_ptr<Endpoint>> StartEndpoint(const std::string& socket, const
     sc.nqn = nqn;
     sc.serial = SerialFor(socket);
     sc.ctrl.transport = nvme::TransportKind::kPci;
+    sc.ctrl.doorbell_buffer = shadow_doorbells;
     sc.ctrl.msix_vectors = 16;
     sc.ctrl.max_io_queues = 64;
     QZNS_ASSIGN(ep->subsys, nvme::Subsystem::Create(sc));
@@ -87,11 +89,36 @@ Result<std::shared_ptr<Endpoint>> StartEndpoint(const std::string& socket, const
     return ep;
 }
 
+// The PCI controller's doorbell counters: MMIO doorbell messages against commands, and how
+// many commands only a shadow doorbell announced (query-block-exports, and the daemon's log
+// when the endpoint stops).
+Json DoorbellStats(const vfu::NvmePciStats& s) {
+    Json j = Json::MakeObject();
+    j.Set("commands", s.commands)
+        .Set("sq-mmio-doorbells", s.sq_doorbells)
+        .Set("cq-mmio-doorbells", s.cq_doorbells)
+        .Set("bad-doorbells", s.bad_doorbells)
+        .Set("shadow-doorbell-commands", s.shadow_commands)
+        .Set("eventidx-writes", s.eventidx_writes)
+        .Set("doorbell-buffer-configs", s.dbbuf_configs)
+        .Set("doorbell-buffer-active", s.dbbuf_active);
+    return j;
+}
+
 // Stops serving (the client's in-flight commands complete first: the server resets the device
 // and waits for them), removes the socket and persists every namespace's backend.
 Status StopEndpoint(Endpoint& ep) {
     ep.server->Stop();
     if (ep.thread.joinable()) ep.thread.join();
+    if (ep.device) {
+        vfu::NvmePciStats s = ep.device->stats();
+        fprintf(stderr,
+                "qzns-storage-daemon: vfio-user %s: %llu commands, MMIO doorbells: %llu SQ %llu CQ; "
+                "%llu commands announced only by shadow doorbells (%llu Doorbell Buffer Config)\n",
+                ep.socket.c_str(), (unsigned long long)s.commands, (unsigned long long)s.sq_doorbells,
+                (unsigned long long)s.cq_doorbells, (unsigned long long)s.shadow_commands,
+                (unsigned long long)s.dbbuf_configs);
+    }
     ep.server.reset();
     ep.device.reset();
     Status st = ep.subsys->FlushAll();
@@ -123,6 +150,7 @@ public:
             .Set("nsids", std::move(ns))
             .Set("connected", !stopped_ && ep_->server && ep_->server->client_connected())
             .Set("connections", ep_->connects.load());
+        if (!stopped_ && ep_->device) j.Set("doorbells", DoorbellStats(ep_->device->stats()));
         return j;
     }
     Status Stop() override {
@@ -162,6 +190,10 @@ Result<std::unique_ptr<Export>> CreateVfioUserExport(OptionSet o, ExportContext&
     QZNS_ASSIGN(uint64_t lba, o.TakeUint("lba-size", 512));
     if (lba != 512 && lba != 4096) return Status::Error(EINVAL, std::string(ctx_name) + ": lba-size must be 512 or 4096");
     QZNS_ASSIGN(bool conv, o.TakeBool("export-conventional", true));
+    std::optional<bool> shadow;
+    if (o.Has("shadow-doorbells")) {
+        QZNS_ASSIGN(shadow, o.TakeBool("shadow-doorbells", true));
+    }
     QZNS_TRY(o.RejectUnknown(ctx_name));
 
     BlockNode* bn = ctx.nodes->Find(*node_name);
@@ -173,11 +205,15 @@ Result<std::unique_ptr<Export>> CreateVfioUserExport(OptionSet o, ExportContext&
     bool fresh = false;
     if (auto it = s.endpoints.find(*socket); it != s.endpoints.end()) {
         ep = it->second;
+        if (shadow)
+            return Status::Error(EINVAL, std::string(ctx_name) + ": shadow-doorbells is a controller setting; give it "
+                                                                 "only on the socket's first export");
         if (nqn && *nqn != ep->nqn)
             return Status::Error(EINVAL, std::string(ctx_name) + ": socket " + *socket + " already serves subsystem " +
                                              ep->nqn + "; give nqn only on its first export");
     } else {
-        QZNS_ASSIGN(ep, StartEndpoint(*socket, nqn.value_or("nqn.2026-11.io.qzns:vfio-user:" + id)));
+        QZNS_ASSIGN(ep, StartEndpoint(*socket, nqn.value_or("nqn.2026-11.io.qzns:vfio-user:" + id),
+                                      shadow.value_or(true)));
         fresh = true;
     }
     nvme::NamespaceOptions no;

@@ -26,7 +26,9 @@ void Controller::FillIdCtrl(IdCtrl* id) const {
     // 128-bit host identifier (fabrics Connect); any command resets the keep-alive timer.
     id->ctratt.set(kCtrattHostId128 | kCtrattTbkas);
     id->cntrltype = 1;  // I/O controller
-    id->oacs.set(0);
+    // Shadow doorbells (Doorbell Buffer Config) exist for PCI transports only; Linux's nvme-pci
+    // driver uses them for its I/O queues when this bit is set.
+    id->oacs.set(cfg_.transport == TransportKind::kPci && cfg_.doorbell_buffer ? kOacsDoorbellBufferConfig : 0);
     id->acl = 3;
     id->aerl = kAerl;
     id->frmw = (1u << 1) | 1u;  // one slot, read only

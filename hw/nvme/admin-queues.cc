@@ -1,4 +1,5 @@
-// Queue management for PCI-style transports (Create/Delete I/O SQ/CQ), Abort and Keep Alive.
+// Queue management for PCI-style transports (Create/Delete I/O SQ/CQ, Doorbell Buffer Config),
+// Abort and Keep Alive.
 // The rings live in host memory, so the controller validates and the transport's PciQueueHooks
 // maps them.
 #include "hw/nvme/ctrl.h"
@@ -49,6 +50,22 @@ void Controller::CreateIoSq(Req& r) {
     uint16_t st = hooks_->CreateIoSq(IoSqParams{qid, qsize + 1, prp1, cqid, qprio});
     if (st != sc::kSuccess) { r.status = st; return; }
     pci_sqs_[qid] = cqid;
+}
+
+// Base 2.0 5.8: PRP1 is the Shadow Doorbell buffer, PRP2 the EventIdx buffer, each one memory
+// page; an address that is not memory-page aligned is Invalid Field in Command. Both must be
+// PRPs (the command carries no SGL). The transport checks the pages are guest memory.
+void Controller::DoorbellBufferConfig(Req& r) {
+    uint64_t dbs = r.cmd.dptr1.get(), eis = r.cmd.dptr2.get();
+    util::MutexLock lk(mu_);
+    uint64_t page = 4096ull << CcMps(cc_);
+    if (((r.cmd.flags >> 6) & 3) != 0 || dbs == 0 || eis == 0 || (dbs & (page - 1)) || (eis & (page - 1)) ||
+        dbs == eis) {
+        r.status = sc::kInvalidField | sc::kDnr;
+        return;
+    }
+    if (!hooks_) { r.status = sc::kInternalError; return; }
+    r.status = hooks_->SetDoorbellBuffer(dbs, eis, static_cast<uint32_t>(page));
 }
 
 void Controller::DeleteIoSq(Req& r) {

@@ -487,6 +487,9 @@ void Controller::Execute(Req& r) {
     case opc::kCreateIoSq: pci ? CreateIoSq(r) : void(r.status = sc::kInvalidOpcode | sc::kDnr); break;
     case opc::kDeleteIoSq: pci ? DeleteIoSq(r) : void(r.status = sc::kInvalidOpcode | sc::kDnr); break;
     case opc::kDeleteIoCq: pci ? DeleteIoCq(r) : void(r.status = sc::kInvalidOpcode | sc::kDnr); break;
+    case opc::kDoorbellBufferConfig:
+        pci && cfg_.doorbell_buffer ? DoorbellBufferConfig(r) : void(r.status = sc::kInvalidOpcode | sc::kDnr);
+        break;
     default: r.status = sc::kInvalidOpcode | sc::kDnr; break;
     }
 }

@@ -49,6 +49,8 @@ struct ControllerConfig {
     // Fabrics: in-capsule data the transport accepts on I/O queues (IOCCSZ = (64 + this) / 16).
     uint32_t in_capsule_data_bytes = 8192;
     uint16_t msix_vectors = 2048;  // PCI: interrupt vectors a CQ may name
+    // PCI: offer Doorbell Buffer Config (OACS bit 8, admin 7Ch); fabrics never do.
+    bool doorbell_buffer = true;
     // Keep-alive timeout teardown (fabrics): a controller whose host stayed silent for KATO plus
     // this grace is torn down.
     uint32_t kato_grace_ms = 1000;
@@ -92,8 +94,18 @@ public:
     // The transport stops fetching from the SQ; commands already submitted still complete.
     virtual void DeleteIoSq(uint16_t qid) = 0;
     virtual void DeleteIoCq(uint16_t qid) = 0;
-    // CC.EN 1 -> 0 (controller reset) or shutdown: forget every queue, admin included.
+    // CC.EN 1 -> 0 (controller reset) or shutdown: forget every queue, admin included, and the
+    // doorbell buffers.
     virtual void ResetQueues() = 0;
+    // Doorbell Buffer Config (7Ch): `dbs` is the Shadow Doorbell buffer, `eis` the EventIdx
+    // buffer, each one memory page of `page_size` bytes; the controller has checked that both
+    // are non-zero and page aligned. Returns an NVMe status. A transport that does not
+    // implement shadow doorbells keeps this default (and the controller's OACS still says
+    // the command is supported: only transports that implement it should be PCI).
+    virtual uint16_t SetDoorbellBuffer(uint64_t dbs, uint64_t eis, uint32_t page_size) {
+        (void)dbs, (void)eis, (void)page_size;
+        return sc::kInvalidOpcode | sc::kDnr;
+    }
 };
 
 // Life cycle of a command inside the controller; stats() counts commands per state.
@@ -237,6 +249,7 @@ private:
     void DeleteIoCq(Req& r);
     void Abort(Req& r);
     void KeepAlive(Req& r);
+    void DoorbellBufferConfig(Req& r);
     // admin-aer.cc
     void AsyncEventRequest(Req* r);
     void PostEvent(uint8_t type, uint8_t info, uint8_t log_page);

@@ -47,6 +47,7 @@ constexpr uint8_t kSetFeatures = 0x09;
 constexpr uint8_t kGetFeatures = 0x0a;
 constexpr uint8_t kAsyncEventRequest = 0x0c;
 constexpr uint8_t kKeepAlive = 0x18;
+constexpr uint8_t kDoorbellBufferConfig = 0x7c;  // PCI only (Base 2.0 5.8)
 constexpr uint8_t kFabrics = 0x7f;
 // NVM command set.
 constexpr uint8_t kFlush = 0x00;
@@ -415,6 +416,9 @@ static_assert(offsetof(IdCtrl, msdbd) == 1803 && offsetof(IdCtrl, psd) == 2048 &
 
 // OAES / CTRATT / LPA / ONCS / VWC / SGLS bits this controller uses.
 constexpr uint32_t kOaesZoneDescriptorChanged = 1u << 27;
+// OACS: Doorbell Buffer Config supported (bit 8). Only PCI controllers set it: the command
+// is not defined over fabrics.
+constexpr uint16_t kOacsDoorbellBufferConfig = 1u << 8;
 constexpr uint32_t kCtrattHostId128 = 1u << 0;
 constexpr uint32_t kCtrattTbkas = 1u << 6;
 constexpr uint8_t kLpaCommandEffects = 1u << 1;

@@ -21,6 +21,29 @@ uint64_t RoundUpPow2(uint64_t v) {
     return p;
 }
 
+// Commands that finish within an I/O's time: while one of them is in flight its SQ counts as
+// busy and is polled at each completion instead of being woken by MMIO. A Flush or a zone
+// reset may take a while; a command queued behind one must not wait for it.
+bool IsQuick(const nvme::SqeBytes& sqe) {
+    switch (sqe.b[0]) {
+    case nvme::opc::kRead:
+    case nvme::opc::kWrite:
+    case nvme::opc::kWriteZeroes:
+    case nvme::opc::kZoneAppend: return true;
+    default: return false;
+    }
+}
+
+uint32_t Distance(uint32_t from, uint32_t to, uint32_t entries) { return (to + entries - from) % entries; }
+
+// Set while this thread runs FetchAndSubmit: a completion delivered inline by Submit then
+// queues its SQ here instead of recursing.
+struct FetchInProgress {
+    const void* device;
+    std::vector<uint16_t>* pending;
+};
+thread_local FetchInProgress tls_fetch{nullptr, nullptr};
+
 nvme::CqeBytes ErrorCqe(const nvme::SqeBytes& sqe, uint16_t status) {
     nvme::CqeBytes c{};
     nvme::Cqe cqe{};
@@ -68,7 +91,9 @@ NvmePciDevice::~NvmePciDevice() {
 
 NvmePciStats NvmePciDevice::stats() const {
     util::MutexLock lk(mu_);
-    return stats_;
+    NvmePciStats s = stats_;
+    s.dbbuf_active = dbbuf_.slots != 0;
+    return s;
 }
 
 // ---- VfioUserDevice --------------------------------------------------------------------------
@@ -185,8 +210,8 @@ bool NvmePciDevice::EnableAdminQueues(uint64_t asq, uint64_t acq, uint32_t sq_en
     if (dma_ == nullptr) return false;
     sqs_.clear();
     cqs_.clear();
-    sqs_.insert_or_assign(0, Sq(asq, sq_entries, 0));
-    cqs_.insert_or_assign(0, Cq(acq, cq_entries, true, 0));
+    sqs_.insert_or_assign(0, Sq(0, asq, sq_entries, 0));
+    cqs_.insert_or_assign(0, Cq(0, acq, cq_entries, true, 0));
     return true;
 }
 
@@ -195,7 +220,12 @@ uint16_t NvmePciDevice::CreateIoCq(const nvme::IoCqParams& p) {
     if (p.qid >= opts_.max_queue_pairs) return nvme::sc::kInvalidQueueIdentifier | nvme::sc::kDnr;
     if (p.interrupts_enabled && p.vector >= opts_.msix_vectors)
         return nvme::sc::kInvalidInterruptVector | nvme::sc::kDnr;
-    cqs_.insert_or_assign(p.qid, Cq(p.prp1, p.entries, p.interrupts_enabled, p.vector));
+    cqs_.insert_or_assign(p.qid, Cq(p.qid, p.prp1, p.entries, p.interrupts_enabled, p.vector));
+    if (ShadowedLocked(p.qid)) {
+        // A new queue starts at head 0 whatever an earlier queue left in its slot.
+        WriteShadowLocked(8ull * p.qid + 4, 0);
+        WriteEventIdxLocked(8ull * p.qid + 4, p.entries - 1);
+    }
     return nvme::sc::kSuccess;
 }
 
@@ -203,7 +233,11 @@ uint16_t NvmePciDevice::CreateIoSq(const nvme::IoSqParams& p) {
     util::MutexLock lk(mu_);
     if (p.qid >= opts_.max_queue_pairs) return nvme::sc::kInvalidQueueIdentifier | nvme::sc::kDnr;
     if (!cqs_.count(p.cqid)) return nvme::sc::kCompletionQueueInvalid | nvme::sc::kDnr;
-    sqs_.insert_or_assign(p.qid, Sq(p.prp1, p.entries, p.cqid));
+    sqs_.insert_or_assign(p.qid, Sq(p.qid, p.prp1, p.entries, p.cqid));
+    if (ShadowedLocked(p.qid)) {
+        WriteShadowLocked(8ull * p.qid, 0);
+        WriteEventIdxLocked(8ull * p.qid, 0);
+    }
     return nvme::sc::kSuccess;
 }
 
@@ -221,7 +255,52 @@ void NvmePciDevice::ResetQueues() {
     util::MutexLock lk(mu_);
     sqs_.clear();
     cqs_.clear();
+    dbbuf_ = {};  // a reset controller forgets the doorbell buffers (the host sends 7Ch again)
     epoch_++;
+}
+
+uint16_t NvmePciDevice::SetDoorbellBuffer(uint64_t dbs, uint64_t eis, uint32_t page_size) {
+    util::MutexLock lk(mu_);
+    if (dma_ == nullptr) return nvme::sc::kInternalError;
+    // Both pages must be guest memory we can reach: the EventIdx page is ours to write (check
+    // by writing back what it holds), the shadow page the host's (read it).
+    std::vector<uint8_t> page(page_size);
+    if (!dma_->Read(dbs, page.data(), page.size()).ok() || !dma_->Read(eis, page.data(), page.size()).ok() ||
+        !dma_->Write(eis, page.data(), page.size()).ok())
+        return nvme::sc::kInvalidField | nvme::sc::kDnr;
+    dbbuf_.dbs = dbs;
+    dbbuf_.eis = eis;
+    dbbuf_.slots = std::min<uint32_t>(page_size / 8, opts_.max_queue_pairs);
+    stats_.dbbuf_configs++;
+    // Queues that already exist continue from where they are: the shadow slots take the values
+    // we consumed (as QEMU's hw/nvme does), EventIdx as after going idle.
+    for (auto& [qid, sq] : sqs_) {
+        if (ShadowedLocked(qid)) WriteShadowLocked(8ull * qid, sq.tail);
+        if (qid < dbbuf_.slots) WriteEventIdxLocked(8ull * qid, sq.tail);
+    }
+    for (auto& [qid, cq] : cqs_) {
+        if (ShadowedLocked(qid)) WriteShadowLocked(8ull * qid + 4, cq.head);
+        if (qid < dbbuf_.slots)
+            WriteEventIdxLocked(8ull * qid + 4, ShadowedLocked(qid) ? (cq.head + cq.entries - 1) % cq.entries : cq.head);
+    }
+    return nvme::sc::kSuccess;
+}
+
+std::optional<uint32_t> NvmePciDevice::ReadShadowLocked(uint64_t slot_off, uint32_t entries) {
+    uint32_t v = 0;
+    if (!dma_->Read(dbbuf_.dbs + slot_off, &v, 4).ok() || v >= entries) {
+        stats_.bad_doorbells++;
+        return std::nullopt;
+    }
+    return v;
+}
+
+void NvmePciDevice::WriteEventIdxLocked(uint64_t slot_off, uint32_t value) {
+    if (dma_->Write(dbbuf_.eis + slot_off, &value, 4).ok()) stats_.eventidx_writes++;
+}
+
+void NvmePciDevice::WriteShadowLocked(uint64_t slot_off, uint32_t value) {
+    (void)dma_->Write(dbbuf_.dbs + slot_off, &value, 4);
 }
 
 // ---- Submission ------------------------------------------------------------------------------
@@ -229,8 +308,6 @@ void NvmePciDevice::ResetQueues() {
 uint32_t NvmePciDevice::page_size() const { return 4096u << nvme::CcMps(ctrl_->cc()); }
 
 void NvmePciDevice::RingSqDoorbell(uint16_t qid, uint32_t tail) {
-    std::vector<nvme::SqeBytes> fetched;
-    uint64_t epoch;
     {
         util::MutexLock lk(mu_);
         stats_.sq_doorbells++;
@@ -239,25 +316,84 @@ void NvmePciDevice::RingSqDoorbell(uint16_t qid, uint32_t tail) {
             stats_.bad_doorbells++;  // Invalid Doorbell Write (an AER would be the spec's answer)
             return;
         }
-        Sq& sq = it->second;
-        sq.tail = tail;
-        while (sq.head != sq.tail) {
-            nvme::SqeBytes sqe;
-            if (!dma_->Read(sq.base + uint64_t(sq.head) * 64, sqe.b, 64).ok()) {
-                stats_.bad_doorbells++;
-                break;  // ring not in guest memory: nothing sane to fetch
-            }
-            fetched.push_back(sqe);
-            sq.head = (sq.head + 1) % sq.entries;
-        }
-        epoch = epoch_;
-        inflight_ += uint32_t(fetched.size());
-        stats_.commands += fetched.size();
     }
-    for (const auto& sqe : fetched) SubmitOne(qid, sqe, epoch);
+    FetchAndSubmit(qid, tail);
 }
 
-void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t epoch) {
+void NvmePciDevice::FetchAndSubmit(uint16_t qid, std::optional<uint32_t> mmio_tail) {
+    if (tls_fetch.device == this) {  // inside Submit of an outer call on this thread
+        tls_fetch.pending->push_back(qid);
+        return;
+    }
+    std::vector<uint16_t> pending{qid};
+    std::vector<Fetched> fetched;
+    const FetchInProgress outer = tls_fetch;
+    tls_fetch = {this, &pending};
+    while (!pending.empty()) {
+        uint64_t epoch;
+        {
+            util::MutexLock lk(mu_);
+            for (uint16_t q : pending) {
+                auto it = sqs_.find(q);
+                if (it != sqs_.end() && dma_ != nullptr) FetchLocked(it->second, q == qid ? mmio_tail : std::nullopt, fetched);
+            }
+            pending.clear();
+            mmio_tail.reset();
+            epoch = epoch_;
+            inflight_ += uint32_t(fetched.size());
+            stats_.commands += fetched.size();
+        }
+        for (const auto& f : fetched) SubmitOne(f.qid, f.sqe, epoch, f.quick);
+        fetched.clear();
+    }
+    tls_fetch = outer;
+}
+
+void NvmePciDevice::FetchLocked(Sq& sq, std::optional<uint32_t> mmio_tail, std::vector<Fetched>& out) {
+    const bool shadow = ShadowedLocked(sq.qid);
+    if (!shadow) {
+        if (mmio_tail) sq.tail = *mmio_tail;
+        sq.mmio_covered = 0;
+    } else if (auto t = ReadShadowLocked(8ull * sq.qid, sq.entries)) {
+        // The shadow tail is never older than the MMIO value (the host writes it first); an MMIO
+        // value beyond it is stale (a late doorbell for entries we already polled).
+        sq.tail = *t;
+        if (mmio_tail) {
+            uint32_t d = Distance(sq.head, *mmio_tail, sq.entries);
+            sq.mmio_covered = d <= Distance(sq.head, sq.tail, sq.entries) ? d : 0;
+        }
+    }
+    for (;;) {
+        while (sq.head != sq.tail) {
+            Fetched f{sq.qid, false, {}};
+            if (!dma_->Read(sq.base + uint64_t(sq.head) * 64, f.sqe.b, 64).ok()) {
+                stats_.bad_doorbells++;
+                return;  // ring not in guest memory: nothing sane to fetch
+            }
+            f.quick = shadow && IsQuick(f.sqe);
+            if (f.quick) sq.quick_inflight++;
+            if (sq.mmio_covered > 0) sq.mmio_covered--;
+            else if (shadow) stats_.shadow_commands++;
+            out.push_back(f);
+            sq.head = (sq.head + 1) % sq.entries;
+        }
+        if (sq.qid < dbbuf_.slots && !shadow) {
+            WriteEventIdxLocked(8ull * sq.qid, sq.tail);  // admin: the host always rings
+            return;
+        }
+        if (!shadow || sq.quick_inflight > 0) return;  // busy: the next completion looks again
+        // Going idle: publish how far we got, then look again. Store EventIdx, full fence, load
+        // the shadow: against the host's store shadow, full barrier, load EventIdx, one of the
+        // two sees the other's store, so an update the host did not ring for is seen here.
+        WriteEventIdxLocked(8ull * sq.qid, sq.tail);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        auto t = ReadShadowLocked(8ull * sq.qid, sq.entries);
+        if (!t || *t == sq.tail) return;
+        sq.tail = *t;
+    }
+}
+
+void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t epoch, bool quick) {
     nvme::DataTransfer xfer = ctrl_->TransferOf(qid, sqe);
     DmaSpace* dma;
     {
@@ -265,8 +401,8 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
         dma = dma_;
     }
     if (xfer.dir == nvme::DataTransfer::kNone || xfer.bytes == 0 || dma == nullptr) {
-        ctrl_->Submit(qid, sqe, {}, [this, qid, epoch](const nvme::CqeBytes& c, uint32_t) {
-            Complete(qid, epoch, c);
+        ctrl_->Submit(qid, sqe, {}, [this, qid, epoch, quick](const nvme::CqeBytes& c, uint32_t) {
+            Complete(qid, epoch, quick, c);
         });
         return;
     }
@@ -287,7 +423,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
             util::MutexLock lk(mu_);
             stats_.dptr_errors++;
         }
-        Complete(qid, epoch, ErrorCqe(sqe, walk.status));
+        Complete(qid, epoch, quick, ErrorCqe(sqe, walk.status));
         return;
     }
     // Zero copy when one mapped segment holds all the data; else a bounce buffer.
@@ -298,8 +434,8 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
                 stats_.zero_copy++;
             }
             ctrl_->Submit(qid, sqe, std::span<uint8_t>(p, xfer.bytes),
-                          [this, qid, epoch](const nvme::CqeBytes& c, uint32_t) {
-                              Complete(qid, epoch, c);
+                          [this, qid, epoch, quick](const nvme::CqeBytes& c, uint32_t) {
+                              Complete(qid, epoch, quick, c);
                           });
             return;
         }
@@ -311,13 +447,14 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
         std::vector<DmaSegment> segs;
         DmaSpace* dma;
         bool c2h;
+        bool quick;
     };
-    auto* bounce = new Bounce{std::vector<uint8_t>(xfer.bytes), std::move(walk.segments), dma, c2h};
+    auto* bounce = new Bounce{std::vector<uint8_t>(xfer.bytes), std::move(walk.segments), dma, c2h, quick};
     if (!c2h) {
         uint16_t st = CopyFromGuest(*dma, bounce->segs, bounce->buf.data(), xfer.bytes);
         if (st != dptr_sc::kSuccess) {
             delete bounce;
-            Complete(qid, epoch, ErrorCqe(sqe, st));
+            Complete(qid, epoch, quick, ErrorCqe(sqe, st));
             return;
         }
     }
@@ -339,14 +476,31 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
                               std::memcpy(out.b, c.b, 8);
                           }
                       }
-                      Complete(qid, epoch, out);
+                      Complete(qid, epoch, b->quick, out);
                   });
 }
 
 // ---- Completion ------------------------------------------------------------------------------
 
+bool NvmePciDevice::CqFullLocked(Cq& cq) {
+    if ((cq.tail + 1) % cq.entries != cq.head) return false;
+    if (!ShadowedLocked(cq.qid)) return true;
+    // The head we know may be old: the host moves it in the shadow page without ringing.
+    const uint64_t slot = 8ull * cq.qid + 4;
+    if (auto h = ReadShadowLocked(slot, cq.entries)) cq.head = *h;
+    if ((cq.tail + 1) % cq.entries != cq.head) {
+        WriteEventIdxLocked(slot, (cq.head + cq.entries - 1) % cq.entries);  // still no ring wanted
+        return false;
+    }
+    // Full: ask for a ring at the host's next head move, then look again (same race as SQs).
+    WriteEventIdxLocked(slot, cq.head);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (auto h = ReadShadowLocked(slot, cq.entries)) cq.head = *h;
+    return (cq.tail + 1) % cq.entries == cq.head;
+}
+
 int NvmePciDevice::PostLocked(Cq& cq, const nvme::CqeBytes& in) {
-    if ((cq.tail + 1) % cq.entries == cq.head) {
+    if (CqFullLocked(cq)) {
         cq.overflow.push_back(in);
         stats_.cq_overflow++;
         return -1;
@@ -372,9 +526,10 @@ int NvmePciDevice::PostLocked(Cq& cq, const nvme::CqeBytes& in) {
     return cq.irq_enabled ? int(cq.vector) : -1;
 }
 
-void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe) {
+void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, bool quick, nvme::CqeBytes cqe) {
     int vector = -1;
     IrqSink* irq = nullptr;
+    bool poll = false;
     {
         util::MutexLock lk(mu_);
         if (inflight_ > 0) inflight_--;
@@ -384,6 +539,8 @@ void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe) {
             stats_.completions_dropped++;
             return;
         }
+        if (quick && sq->second.quick_inflight > 0) sq->second.quick_inflight--;
+        poll = ShadowedLocked(qid);
         auto cq = cqs_.find(sq->second.cqid);
         if (cq == cqs_.end()) {
             stats_.completions_dropped++;
@@ -402,6 +559,9 @@ void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe) {
         irq = irq_;
     }
     if (vector >= 0 && irq != nullptr) irq->Trigger(uint32_t(vector));
+    // A busy SQ is not woken by MMIO: look at its shadow tail now (and publish EventIdx if
+    // this was its last quick command).
+    if (poll) FetchAndSubmit(qid, std::nullopt);
 }
 
 void NvmePciDevice::RingCqDoorbell(uint16_t qid, uint32_t head) {
@@ -416,8 +576,15 @@ void NvmePciDevice::RingCqDoorbell(uint16_t qid, uint32_t head) {
             return;
         }
         Cq& cq = it->second;
-        cq.head = head;
-        while (!cq.overflow.empty() && (cq.tail + 1) % cq.entries != cq.head) {
+        if (ShadowedLocked(qid)) {
+            // The shadow head is never older than the MMIO value; ring again only when full.
+            if (auto h = ReadShadowLocked(8ull * qid + 4, cq.entries)) cq.head = *h;
+            WriteEventIdxLocked(8ull * qid + 4, (cq.head + cq.entries - 1) % cq.entries);
+        } else {
+            cq.head = head;
+            if (qid < dbbuf_.slots) WriteEventIdxLocked(8ull * qid + 4, head);
+        }
+        while (!cq.overflow.empty() && !CqFullLocked(cq)) {
             nvme::CqeBytes c = cq.overflow.front();
             cq.overflow.pop_front();
             int v = PostLocked(cq, c);

@@ -8,9 +8,25 @@
 // binds by class code, so no quirk entry applies. Pass real IDs through NvmePciOptions if a
 // registered pair becomes available.
 //
-// Threading: region accesses (and therefore doorbells) arrive on the vfio-user server thread;
-// SQ fetch runs there. Completions come from controller worker threads and are posted under
-// mu_. Nothing spins: an idle controller costs nothing until the next doorbell write.
+// Shadow doorbells (Doorbell Buffer Config, OACS bit 8): once the host gives a Shadow Doorbell
+// page and an EventIdx page, an I/O queue's SQ tail / CQ head are read from the shadow page and
+// the MMIO doorbell is only a wake-up the host sends when the EventIdx we publish says so
+// (Linux nvme_dbbuf_update_and_check_event: MMIO iff EventIdx lies in [old, new) ). The rule
+// that keeps the host from ringing: an SQ with quick I/O (read, write, write zeroes, append)
+// in flight is "busy"; we look at its shadow tail on every completion and leave its EventIdx
+// behind, so the host's updates do not ring. When an SQ goes idle we publish EventIdx = the
+// tail we consumed, then (full fence) read the shadow again: a host that wrote the shadow
+// after our read but read the old EventIdx did not ring, and this second read sees its write
+// (the host does the mirror image: shadow store, full barrier, EventIdx load). A CQ's EventIdx
+// sits one behind the head we know, so the host never rings for it, except while completions
+// wait for CQ space (EventIdx = head, the same publish-then-re-read). The admin queue keeps
+// MMIO doorbells: Linux 6.1 never sets up shadow slots for qid 0 (nvme_dbbuf_init skips it);
+// we publish its EventIdx = the value consumed so a host that did use them would still ring.
+//
+// Threading: region accesses (and therefore MMIO doorbells) arrive on the vfio-user server
+// thread; SQ fetch runs there, and on a completing thread when shadow doorbells are on.
+// Completions come from controller worker threads and are posted under mu_. Nothing spins: an
+// idle controller costs nothing until the next doorbell write.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +34,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "hw/nvme/ctrl.h"
 #include "hw/vfio-user/device.h"
@@ -39,7 +57,11 @@ struct NvmePciOptions {
 };
 
 struct NvmePciStats {
-    uint64_t sq_doorbells = 0, cq_doorbells = 0, bad_doorbells = 0;
+    uint64_t sq_doorbells = 0, cq_doorbells = 0, bad_doorbells = 0;  // MMIO doorbell writes
+    // Shadow doorbells: commands fetched that no MMIO doorbell announced (the host only wrote
+    // the shadow tail), EventIdx values written, Doorbell Buffer Config commands accepted.
+    uint64_t shadow_commands = 0, eventidx_writes = 0, dbbuf_configs = 0;
+    bool dbbuf_active = false;
     uint64_t commands = 0, completions = 0, error_completions = 0, completions_dropped = 0, cq_overflow = 0;
     uint64_t dptr_errors = 0, zero_copy = 0, bounced = 0;
 };
@@ -75,17 +97,22 @@ private:
     void DeleteIoSq(uint16_t qid) override;
     void DeleteIoCq(uint16_t qid) override;
     void ResetQueues() override;
+    uint16_t SetDoorbellBuffer(uint64_t dbs, uint64_t eis, uint32_t page_size) override;
 
     struct Sq {
-        Sq(uint64_t b, uint32_t n, uint16_t c) : base(b), entries(n), cqid(c) {}
+        Sq(uint16_t q, uint64_t b, uint32_t n, uint16_t c) : qid(q), base(b), entries(n), cqid(c) {}
+        uint16_t qid;
         uint64_t base;
         uint32_t entries;
         uint16_t cqid;
         uint32_t head = 0, tail = 0;
+        uint32_t quick_inflight = 0;  // fetched read/write/append/write zeroes not completed
+        uint32_t mmio_covered = 0;    // fetched-to-be entries an MMIO doorbell announced
     };
     struct Cq {
-        Cq(uint64_t b, uint32_t n, bool ien, uint16_t v)
-            : base(b), entries(n), irq_enabled(ien), vector(v) {}
+        Cq(uint16_t q, uint64_t b, uint32_t n, bool ien, uint16_t v)
+            : qid(q), base(b), entries(n), irq_enabled(ien), vector(v) {}
+        uint16_t qid;
         uint64_t base;
         uint32_t entries;
         bool irq_enabled;
@@ -94,14 +121,33 @@ private:
         bool phase = true;
         std::deque<nvme::CqeBytes> overflow;  // completions waiting for CQ space
     };
+    struct Fetched {
+        uint16_t qid;
+        bool quick;
+        nvme::SqeBytes sqe;
+    };
 
     void RingSqDoorbell(uint16_t qid, uint32_t tail);
     void RingCqDoorbell(uint16_t qid, uint32_t head);
-    void SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t epoch);
+    // Fetches what SQ `qid` holds (tail from `mmio_tail` or the shadow page) and submits it.
+    // Re-entered from an inline completion, it only queues the SQ for the outer call's loop.
+    void FetchAndSubmit(uint16_t qid, std::optional<uint32_t> mmio_tail);
+    void FetchLocked(Sq& sq, std::optional<uint32_t> mmio_tail, std::vector<Fetched>& out) REQUIRES(mu_);
+    void SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t epoch, bool quick);
     // Returns the vector to raise (or -1).
     int PostLocked(Cq& cq, const nvme::CqeBytes& cqe) REQUIRES(mu_);
-    void Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe);
+    // True when the CQ has no free entry, after looking at the shadow head if there is one.
+    bool CqFullLocked(Cq& cq) REQUIRES(mu_);
+    void Complete(uint16_t qid, uint64_t epoch, bool quick, nvme::CqeBytes cqe);
     uint32_t page_size() const;
+
+    // Shadow doorbell slots: SQ y at 8y, CQ y at 8y + 4 in both pages (CAP.DSTRD = 0).
+    bool ShadowedLocked(uint16_t qid) const REQUIRES(mu_) { return qid != 0 && qid < dbbuf_.slots; }
+    // The shadow value of a slot, or nullopt when unreadable or >= entries (a host bug: we
+    // keep what we had and count a bad doorbell).
+    std::optional<uint32_t> ReadShadowLocked(uint64_t slot_off, uint32_t entries) REQUIRES(mu_);
+    void WriteEventIdxLocked(uint64_t slot_off, uint32_t value) REQUIRES(mu_);
+    void WriteShadowLocked(uint64_t slot_off, uint32_t value) REQUIRES(mu_);
 
     const NvmePciOptions opts_;
     uint64_t bar0_size_;
@@ -116,6 +162,11 @@ private:
     uint64_t epoch_ GUARDED_BY(mu_) = 0;  // bumped by ResetQueues; stale completions are dropped
     uint32_t inflight_ GUARDED_BY(mu_) = 0;
     NvmePciStats stats_ GUARDED_BY(mu_);
+    struct DoorbellBuffer {
+        uint64_t dbs = 0, eis = 0;  // guest addresses of the Shadow Doorbell and EventIdx pages
+        uint32_t slots = 0;         // queue pairs with a slot in the page; 0 = shadow doorbells off
+    };
+    DoorbellBuffer dbbuf_ GUARDED_BY(mu_);
 };
 
 }  // namespace qzns::vfu

@@ -84,6 +84,18 @@ TEST_F(Admin, PropertiesAndEnableChecks) {
     EXPECT_EQ(q.Run(PropertyGet(0x1c, false)).dw0() & 3, 1u);
 }
 
+// Doorbell Buffer Config is a PCI-only command: a fabrics controller neither advertises it
+// (OACS bit 8) nor accepts it.
+TEST_F(Admin, FabricsControllerHasNoDoorbellBufferConfig) {
+    ConnectAndEnable();
+    Completion id = admin_->RunC2h(Identify(1), 4096);
+    ASSERT_EQ(id.status(), 0);
+    EXPECT_EQ(R16(id.data, 256) & 0x100, 0) << "OACS bit 8 over NVMe/TCP";
+    Completion c = admin_->Run(Cmd(0x7c).u64(24, 0x10000).u64(32, 0x11000));
+    EXPECT_EQ(c.sc(), 0x001) << "Invalid Command Opcode";
+    EXPECT_TRUE(c.dnr());
+}
+
 TEST_F(Admin, NvmOnlyCommandSetHidesZonedNamespace) {
     ConnectAndEnable(5000, /*css=*/0);
     Completion c = admin_->RunC2h(Identify(0x02, 0), 4096);
@@ -321,6 +333,12 @@ TEST_F(Admin, PciRegistersEnableAndQueueCreation) {
     Completion id = RunOn(c, 0, Identify(1), 4096);
     EXPECT_EQ(R32(id.data, 536), 0u);
     EXPECT_EQ(R32(id.data, 1792), 0u);
+    EXPECT_EQ(R16(id.data, 256) & 0x100, 0x100) << "OACS bit 8: Doorbell Buffer Config (PCI)";
+    // 7Ch reaches the transport with page-aligned, non-zero buffers only.
+    EXPECT_EQ(RunOn(c, 0, Cmd(0x7c).u64(24, 0x500800).u64(32, 0x501000)).sc(), 0x002);
+    EXPECT_EQ(RunOn(c, 0, Cmd(0x7c).u64(24, 0x500000).u64(32, 0)).sc(), 0x002);
+    EXPECT_EQ(RunOn(c, 0, Cmd(0x7c).u64(24, 0x500000).u64(32, 0x501000)).sc(), 0x001)
+        << "a transport without shadow doorbells keeps the hook's default";
     // Create I/O CQ 1 / SQ 1.
     Cmd cq = Cmd(0x05).u64(24, 0x300000).cdw(10, 1 | 63u << 16).cdw(11, 1 | 2 | 5u << 16);
     ASSERT_EQ(RunOn(c, 0, cq).status(), 0);
