@@ -68,7 +68,9 @@ NvmePciDevice::~NvmePciDevice() {
 
 NvmePciStats NvmePciDevice::stats() const {
     util::MutexLock lk(mu_);
-    return stats_;
+    NvmePciStats s = stats_;
+    s.inflight = inflight_;
+    return s;
 }
 
 // ---- VfioUserDevice --------------------------------------------------------------------------

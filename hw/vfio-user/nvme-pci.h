@@ -42,6 +42,7 @@ struct NvmePciStats {
     uint64_t sq_doorbells = 0, cq_doorbells = 0, bad_doorbells = 0;
     uint64_t commands = 0, completions = 0, error_completions = 0, completions_dropped = 0, cq_overflow = 0;
     uint64_t dptr_errors = 0, zero_copy = 0, bounced = 0;
+    uint32_t inflight = 0;  // fetched and not completed yet, AERs waiting for an event included
 };
 
 class NvmePciDevice final : public VfioUserDevice, private nvme::PciQueueHooks {
