@@ -169,14 +169,20 @@ void NvmePciDevice::Reset() {
 
 void NvmePciDevice::Attach(DmaSpace* dma, IrqSink* irq) {
     util::MutexLock lk(mu_);
+    // Detaching (the client is gone, the server may go next): after a reset only commands
+    // already executing remain, and their completions still use dma_ and irq_.
+    if (dma == nullptr)
+        idle_cv_.WaitFor(mu_, std::chrono::seconds(30), [&]() REQUIRES(mu_) { return inflight_ == 0; });
     dma_ = dma;
     irq_ = irq;
 }
 
 void NvmePciDevice::DmaUnmapping(uint64_t, uint64_t) {
     // Commands in flight may hold pointers into guest memory (zero-copy) or still copy to it.
+    // Commands without data (an AER waits for an event as long as the host runs) only post a
+    // completion, through the DMA table and under mu_, which is safe after the unmap.
     util::MutexLock lk(mu_);
-    idle_cv_.WaitFor(mu_, std::chrono::seconds(30), [&]() REQUIRES(mu_) { return inflight_ == 0; });
+    idle_cv_.WaitFor(mu_, std::chrono::seconds(30), [&]() REQUIRES(mu_) { return data_inflight_ == 0; });
 }
 
 // ---- Queue hooks (called by the controller) -------------------------------------------------
@@ -268,7 +274,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
     }
     if (xfer.dir == nvme::DataTransfer::kNone || xfer.bytes == 0 || dma == nullptr) {
         ctrl_->Submit(qid, sqe, {}, [this, qid, epoch](const nvme::CqeBytes& c, uint32_t) {
-            Complete(qid, epoch, c);
+            Complete(qid, epoch, c, false);
         });
         return;
     }
@@ -289,8 +295,12 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
             util::MutexLock lk(mu_);
             stats_.dptr_errors++;
         }
-        Complete(qid, epoch, ErrorCqe(sqe, walk.status));
+        Complete(qid, epoch, ErrorCqe(sqe, walk.status), false);
         return;
+    }
+    {
+        util::MutexLock lk(mu_);
+        data_inflight_++;
     }
     // Zero copy when one mapped segment holds all the data; else a bounce buffer.
     if (walk.segments.size() == 1 && !walk.segments[0].bit_bucket) {
@@ -301,7 +311,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
             }
             ctrl_->Submit(qid, sqe, std::span<uint8_t>(p, xfer.bytes),
                           [this, qid, epoch](const nvme::CqeBytes& c, uint32_t) {
-                              Complete(qid, epoch, c);
+                              Complete(qid, epoch, c, true);
                           });
             return;
         }
@@ -319,7 +329,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
         uint16_t st = CopyFromGuest(*dma, bounce->segs, bounce->buf.data(), xfer.bytes);
         if (st != dptr_sc::kSuccess) {
             delete bounce;
-            Complete(qid, epoch, ErrorCqe(sqe, st));
+            Complete(qid, epoch, ErrorCqe(sqe, st), true);
             return;
         }
     }
@@ -341,7 +351,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
                               std::memcpy(out.b, c.b, 8);
                           }
                       }
-                      Complete(qid, epoch, out);
+                      Complete(qid, epoch, out, true);
                   });
 }
 
@@ -374,13 +384,14 @@ int NvmePciDevice::PostLocked(Cq& cq, const nvme::CqeBytes& in) {
     return cq.irq_enabled ? int(cq.vector) : -1;
 }
 
-void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe) {
+void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe, bool with_data) {
     int vector = -1;
     IrqSink* irq = nullptr;
     {
         util::MutexLock lk(mu_);
         if (inflight_ > 0) inflight_--;
-        if (inflight_ == 0) idle_cv_.NotifyAll();
+        if (with_data && data_inflight_ > 0) data_inflight_--;
+        if (inflight_ == 0 || data_inflight_ == 0) idle_cv_.NotifyAll();
         auto sq = sqs_.find(qid);
         if (epoch != epoch_ || sq == sqs_.end()) {
             stats_.completions_dropped++;

@@ -101,13 +101,14 @@ private:
     void SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t epoch);
     // Returns the vector to raise (or -1).
     int PostLocked(Cq& cq, const nvme::CqeBytes& cqe) REQUIRES(mu_);
-    void Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe);
+    // with_data: the command went through the data path (counted in data_inflight_).
+    void Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe, bool with_data);
     uint32_t page_size() const;
 
     const NvmePciOptions opts_;
     uint64_t bar0_size_;
     std::shared_ptr<nvme::Controller> ctrl_;
-    mutable util::Mutex mu_;  // idle_cv_ signals inflight_ reaching 0
+    mutable util::Mutex mu_;  // idle_cv_ signals inflight_ or data_inflight_ reaching 0
     PciConfigSpace cfg_ GUARDED_BY(mu_);
     DmaSpace* dma_ GUARDED_BY(mu_) = nullptr;
     IrqSink* irq_ GUARDED_BY(mu_) = nullptr;
@@ -116,6 +117,9 @@ private:
     std::map<uint16_t, Cq> cqs_ GUARDED_BY(mu_);
     uint64_t epoch_ GUARDED_BY(mu_) = 0;  // bumped by ResetQueues; stale completions are dropped
     uint32_t inflight_ GUARDED_BY(mu_) = 0;
+    // Of inflight_, the commands whose data is being copied to or from guest memory, or whose
+    // zero-copy span points into it: what a DMA_UNMAP must wait for.
+    uint32_t data_inflight_ GUARDED_BY(mu_) = 0;
     NvmePciStats stats_ GUARDED_BY(mu_);
 };
 

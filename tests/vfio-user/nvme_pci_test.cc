@@ -286,5 +286,29 @@ TEST_F(NvmePci, IoQueueAndDataMemoryShrunkFailsTheCommandsAndLeavesTheImageAlone
     EXPECT_EQ(Csts() & (nvme::kCstsRdy | nvme::kCstsCfs), nvme::kCstsRdy);
 }
 
+// Linux keeps Asynchronous Event Requests outstanding all the time; an AER holds no guest memory
+// (its completion goes through the DMA table like any other), so DMA_UNMAP must not wait for it.
+TEST_F(NvmePci, DmaUnmapDoesNotWaitForOutstandingAers) {
+    Admin(0, PrpSqe(0x0c, 1, 0));
+    ASSERT_EQ(dev_->controller().stats().in_state[size_t(nvme::RequestState::kAerPending)], 1u);
+    DmaMapPayload m;
+    m.argsz.set(sizeof(m));
+    m.flags.set(kDmaMapFlagRead | kDmaMapFlagWrite);
+    m.addr.set(0x800000);
+    m.size.set(4096);
+    ASSERT_EQ(Call(Command::kDmaMap, Raw(m), ::fcntl(memfd_, F_DUPFD_CLOEXEC, 0)), 0);
+    DmaUnmapPayload u;
+    u.argsz.set(sizeof(u));
+    u.addr.set(0x800000);
+    u.size.set(4096);
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(Call(Command::kDmaUnmap, Raw(u)), 0);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+    // The AER is still there and still completes into the admin CQ (on reset: aborted).
+    Reg(nvme::reg::kCc, 0, 4);
+    Settle();
+    EXPECT_EQ(dev_->stats().inflight, 0u);
+}
+
 }  // namespace
 }  // namespace qzns::vfu
