@@ -389,32 +389,39 @@ void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe, b
     IrqSink* irq = nullptr;
     {
         util::MutexLock lk(mu_);
-        if (inflight_ > 0) inflight_--;
-        if (with_data && data_inflight_ > 0) data_inflight_--;
-        if (inflight_ == 0 || data_inflight_ == 0) idle_cv_.NotifyAll();
-        auto sq = sqs_.find(qid);
-        if (epoch != epoch_ || sq == sqs_.end()) {
-            stats_.completions_dropped++;
-            return;
-        }
-        auto cq = cqs_.find(sq->second.cqid);
-        if (cq == cqs_.end()) {
-            stats_.completions_dropped++;
-            return;
-        }
-        nvme::Cqe c;
-        std::memcpy(&c, cqe.b, sizeof(c));
-        if (uint16_t st = uint16_t(c.status.get() >> 1)) {
-            stats_.error_completions++;
-            if (opts_.on_error) opts_.on_error(qid, c.cid.get(), st);
-        }
-        c.sqhd.set(uint16_t(sq->second.head));
-        c.sqid.set(qid);
-        std::memcpy(cqe.b, &c, sizeof(c));
-        vector = PostLocked(cq->second, cqe);
+        vector = PostCompletionLocked(qid, epoch, cqe);
         irq = irq_;
     }
     if (vector >= 0 && irq != nullptr) irq->Trigger(uint32_t(vector));
+    // Only now is the command done with irq_ (and dma_): a detach, which lets the server that
+    // owns them go away, and the destructor wait for inflight_ to reach 0.
+    util::MutexLock lk(mu_);
+    if (inflight_ > 0) inflight_--;
+    if (with_data && data_inflight_ > 0) data_inflight_--;
+    if (inflight_ == 0 || data_inflight_ == 0) idle_cv_.NotifyAll();
+}
+
+int NvmePciDevice::PostCompletionLocked(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe) {
+    auto sq = sqs_.find(qid);
+    if (epoch != epoch_ || sq == sqs_.end()) {
+        stats_.completions_dropped++;
+        return -1;
+    }
+    auto cq = cqs_.find(sq->second.cqid);
+    if (cq == cqs_.end()) {
+        stats_.completions_dropped++;
+        return -1;
+    }
+    nvme::Cqe c;
+    std::memcpy(&c, cqe.b, sizeof(c));
+    if (uint16_t st = uint16_t(c.status.get() >> 1)) {
+        stats_.error_completions++;
+        if (opts_.on_error) opts_.on_error(qid, c.cid.get(), st);
+    }
+    c.sqhd.set(uint16_t(sq->second.head));
+    c.sqid.set(qid);
+    std::memcpy(cqe.b, &c, sizeof(c));
+    return PostLocked(cq->second, cqe);
 }
 
 void NvmePciDevice::RingCqDoorbell(uint16_t qid, uint32_t head) {

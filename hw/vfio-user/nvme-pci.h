@@ -103,6 +103,8 @@ private:
     int PostLocked(Cq& cq, const nvme::CqeBytes& cqe) REQUIRES(mu_);
     // with_data: the command went through the data path (counted in data_inflight_).
     void Complete(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe, bool with_data);
+    // Fills in SQ head and ID and posts to the SQ's CQ; returns the vector to raise (or -1).
+    int PostCompletionLocked(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe) REQUIRES(mu_);
     uint32_t page_size() const;
 
     const NvmePciOptions opts_;

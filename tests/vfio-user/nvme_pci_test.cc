@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -308,6 +309,39 @@ TEST_F(NvmePci, DmaUnmapDoesNotWaitForOutstandingAers) {
     Reg(nvme::reg::kCc, 0, 4);
     Settle();
     EXPECT_EQ(dev_->stats().inflight, 0u);
+}
+
+// A completion raises its interrupt after leaving the device's lock; the client leaving (and the
+// server, which owns the interrupt eventfds, going away after it) must wait for that too. The
+// fuzzer found the server freed under a worker thread's Trigger.
+TEST_F(NvmePci, DetachWaitsForACompletionStillRaisingItsInterrupt) {
+    struct BlockingIrq final : IrqSink {
+        std::atomic<bool> entered{false}, release{false};
+        bool Trigger(uint32_t) override {
+            entered = true;
+            for (int i = 0; i < 5000 && !release; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            return true;
+        }
+        uint32_t MsixVectorsEnabled() const override { return 1; }
+    } irq;
+    dev_->Attach(server_->dma(), &irq);
+    nvme::Sqe s = PrpSqe(0x06, 1, kGuest + kData);
+    s.cdw10.set(1);
+    Poke(kAsq, &s, sizeof(s));
+    SqDoorbell(0, 1);
+    for (int i = 0; i < 5000 && !irq.entered; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_TRUE(irq.entered);
+    std::atomic<bool> detached{false};
+    std::thread t([&] {
+        dev_->Attach(nullptr, nullptr);
+        detached = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_FALSE(detached) << "detached while a completion was still in the IrqSink";
+    irq.release = true;
+    t.join();
+    EXPECT_TRUE(detached);
+    dev_->Attach(server_->dma(), server_->irq_sink());
 }
 
 }  // namespace
