@@ -93,6 +93,7 @@ NvmePciStats NvmePciDevice::stats() const {
     util::MutexLock lk(mu_);
     NvmePciStats s = stats_;
     s.dbbuf_active = dbbuf_.slots != 0;
+    s.inflight = inflight_;
     return s;
 }
 
@@ -192,14 +193,20 @@ void NvmePciDevice::Reset() {
 
 void NvmePciDevice::Attach(DmaSpace* dma, IrqSink* irq) {
     util::MutexLock lk(mu_);
+    // Detaching (the client is gone, the server may go next): after a reset only commands
+    // already executing remain, and their completions still use dma_ and irq_.
+    if (dma == nullptr)
+        idle_cv_.WaitFor(mu_, std::chrono::seconds(30), [&]() REQUIRES(mu_) { return inflight_ == 0; });
     dma_ = dma;
     irq_ = irq;
 }
 
 void NvmePciDevice::DmaUnmapping(uint64_t, uint64_t) {
     // Commands in flight may hold pointers into guest memory (zero-copy) or still copy to it.
+    // Commands without data (an AER waits for an event as long as the host runs) only post a
+    // completion, through the DMA table and under mu_, which is safe after the unmap.
     util::MutexLock lk(mu_);
-    idle_cv_.WaitFor(mu_, std::chrono::seconds(30), [&]() REQUIRES(mu_) { return inflight_ == 0; });
+    idle_cv_.WaitFor(mu_, std::chrono::seconds(30), [&]() REQUIRES(mu_) { return data_inflight_ == 0; });
 }
 
 // ---- Queue hooks (called by the controller) -------------------------------------------------
@@ -402,7 +409,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
     }
     if (xfer.dir == nvme::DataTransfer::kNone || xfer.bytes == 0 || dma == nullptr) {
         ctrl_->Submit(qid, sqe, {}, [this, qid, epoch, quick](const nvme::CqeBytes& c, uint32_t) {
-            Complete(qid, epoch, quick, c);
+            Complete(qid, epoch, quick, c, false);
         });
         return;
     }
@@ -423,8 +430,12 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
             util::MutexLock lk(mu_);
             stats_.dptr_errors++;
         }
-        Complete(qid, epoch, quick, ErrorCqe(sqe, walk.status));
+        Complete(qid, epoch, quick, ErrorCqe(sqe, walk.status), false);
         return;
+    }
+    {
+        util::MutexLock lk(mu_);
+        data_inflight_++;
     }
     // Zero copy when one mapped segment holds all the data; else a bounce buffer.
     if (walk.segments.size() == 1 && !walk.segments[0].bit_bucket) {
@@ -435,7 +446,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
             }
             ctrl_->Submit(qid, sqe, std::span<uint8_t>(p, xfer.bytes),
                           [this, qid, epoch, quick](const nvme::CqeBytes& c, uint32_t) {
-                              Complete(qid, epoch, quick, c);
+                              Complete(qid, epoch, quick, c, true);
                           });
             return;
         }
@@ -454,7 +465,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
         uint16_t st = CopyFromGuest(*dma, bounce->segs, bounce->buf.data(), xfer.bytes);
         if (st != dptr_sc::kSuccess) {
             delete bounce;
-            Complete(qid, epoch, quick, ErrorCqe(sqe, st));
+            Complete(qid, epoch, quick, ErrorCqe(sqe, st), true);
             return;
         }
     }
@@ -476,7 +487,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
                               std::memcpy(out.b, c.b, 8);
                           }
                       }
-                      Complete(qid, epoch, b->quick, out);
+                      Complete(qid, epoch, b->quick, out, true);
                   });
 }
 
@@ -526,42 +537,54 @@ int NvmePciDevice::PostLocked(Cq& cq, const nvme::CqeBytes& in) {
     return cq.irq_enabled ? int(cq.vector) : -1;
 }
 
-void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, bool quick, nvme::CqeBytes cqe) {
+void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, bool quick, nvme::CqeBytes cqe, bool with_data) {
     int vector = -1;
     IrqSink* irq = nullptr;
     bool poll = false;
     {
         util::MutexLock lk(mu_);
-        if (inflight_ > 0) inflight_--;
-        if (inflight_ == 0) idle_cv_.NotifyAll();
         auto sq = sqs_.find(qid);
-        if (epoch != epoch_ || sq == sqs_.end()) {
-            stats_.completions_dropped++;
-            return;
+        if (epoch == epoch_ && sq != sqs_.end()) {
+            if (quick && sq->second.quick_inflight > 0) sq->second.quick_inflight--;
+            poll = ShadowedLocked(qid);
         }
-        if (quick && sq->second.quick_inflight > 0) sq->second.quick_inflight--;
-        poll = ShadowedLocked(qid);
-        auto cq = cqs_.find(sq->second.cqid);
-        if (cq == cqs_.end()) {
-            stats_.completions_dropped++;
-            return;
-        }
-        nvme::Cqe c;
-        std::memcpy(&c, cqe.b, sizeof(c));
-        if (uint16_t st = uint16_t(c.status.get() >> 1)) {
-            stats_.error_completions++;
-            if (opts_.on_error) opts_.on_error(qid, c.cid.get(), st);
-        }
-        c.sqhd.set(uint16_t(sq->second.head));
-        c.sqid.set(qid);
-        std::memcpy(cqe.b, &c, sizeof(c));
-        vector = PostLocked(cq->second, cqe);
+        vector = PostCompletionLocked(qid, epoch, cqe);
         irq = irq_;
     }
     if (vector >= 0 && irq != nullptr) irq->Trigger(uint32_t(vector));
     // A busy SQ is not woken by MMIO: look at its shadow tail now (and publish EventIdx if
-    // this was its last quick command).
+    // this was its last quick command). The command still counts in flight, so the device
+    // cannot go away meanwhile.
     if (poll) FetchAndSubmit(qid, std::nullopt);
+    // Only now is the command done with irq_ (and dma_): a detach, which lets the server that
+    // owns them go away, and the destructor wait for inflight_ to reach 0.
+    util::MutexLock lk(mu_);
+    if (inflight_ > 0) inflight_--;
+    if (with_data && data_inflight_ > 0) data_inflight_--;
+    if (inflight_ == 0 || data_inflight_ == 0) idle_cv_.NotifyAll();
+}
+
+int NvmePciDevice::PostCompletionLocked(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe) {
+    auto sq = sqs_.find(qid);
+    if (epoch != epoch_ || sq == sqs_.end()) {
+        stats_.completions_dropped++;
+        return -1;
+    }
+    auto cq = cqs_.find(sq->second.cqid);
+    if (cq == cqs_.end()) {
+        stats_.completions_dropped++;
+        return -1;
+    }
+    nvme::Cqe c;
+    std::memcpy(&c, cqe.b, sizeof(c));
+    if (uint16_t st = uint16_t(c.status.get() >> 1)) {
+        stats_.error_completions++;
+        if (opts_.on_error) opts_.on_error(qid, c.cid.get(), st);
+    }
+    c.sqhd.set(uint16_t(sq->second.head));
+    c.sqid.set(qid);
+    std::memcpy(cqe.b, &c, sizeof(c));
+    return PostLocked(cq->second, cqe);
 }
 
 void NvmePciDevice::RingCqDoorbell(uint16_t qid, uint32_t head) {

@@ -64,6 +64,7 @@ struct NvmePciStats {
     bool dbbuf_active = false;
     uint64_t commands = 0, completions = 0, error_completions = 0, completions_dropped = 0, cq_overflow = 0;
     uint64_t dptr_errors = 0, zero_copy = 0, bounced = 0;
+    uint32_t inflight = 0;  // fetched and not completed yet, AERs waiting for an event included
 };
 
 class NvmePciDevice final : public VfioUserDevice, private nvme::PciQueueHooks {
@@ -138,7 +139,11 @@ private:
     int PostLocked(Cq& cq, const nvme::CqeBytes& cqe) REQUIRES(mu_);
     // True when the CQ has no free entry, after looking at the shadow head if there is one.
     bool CqFullLocked(Cq& cq) REQUIRES(mu_);
-    void Complete(uint16_t qid, uint64_t epoch, bool quick, nvme::CqeBytes cqe);
+    // quick: a read/write/append (keeps a shadowed SQ busy); with_data: the command went
+    // through the data path (counted in data_inflight_).
+    void Complete(uint16_t qid, uint64_t epoch, bool quick, nvme::CqeBytes cqe, bool with_data);
+    // Fills in SQ head and ID and posts to the SQ's CQ; returns the vector to raise (or -1).
+    int PostCompletionLocked(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe) REQUIRES(mu_);
     uint32_t page_size() const;
 
     // Shadow doorbell slots: SQ y at 8y, CQ y at 8y + 4 in both pages (CAP.DSTRD = 0).
@@ -152,7 +157,7 @@ private:
     const NvmePciOptions opts_;
     uint64_t bar0_size_;
     std::shared_ptr<nvme::Controller> ctrl_;
-    mutable util::Mutex mu_;  // idle_cv_ signals inflight_ reaching 0
+    mutable util::Mutex mu_;  // idle_cv_ signals inflight_ or data_inflight_ reaching 0
     PciConfigSpace cfg_ GUARDED_BY(mu_);
     DmaSpace* dma_ GUARDED_BY(mu_) = nullptr;
     IrqSink* irq_ GUARDED_BY(mu_) = nullptr;
@@ -161,6 +166,9 @@ private:
     std::map<uint16_t, Cq> cqs_ GUARDED_BY(mu_);
     uint64_t epoch_ GUARDED_BY(mu_) = 0;  // bumped by ResetQueues; stale completions are dropped
     uint32_t inflight_ GUARDED_BY(mu_) = 0;
+    // Of inflight_, the commands whose data is being copied to or from guest memory, or whose
+    // zero-copy span points into it: what a DMA_UNMAP must wait for.
+    uint32_t data_inflight_ GUARDED_BY(mu_) = 0;
     NvmePciStats stats_ GUARDED_BY(mu_);
     struct DoorbellBuffer {
         uint64_t dbs = 0, eis = 0;  // guest addresses of the Shadow Doorbell and EventIdx pages

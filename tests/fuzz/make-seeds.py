@@ -113,6 +113,111 @@ save("fuzz-vfio-user", "dma-map-nofd", b"\x00" + vfu(2, struct.pack("<IIQQQ", 32
      vfu(3, struct.pack("<IIQQ", 24, 0, 0x100000, 0x1000), 12))
 
 
+# byte 0 = 3: a script against the NVMe PCI front end (ops in tests/fuzz/fuzz-vfio-user.cc);
+# memfd 0 can be shrunk (kOpResize), memfd 1 is sealed.
+OP_MSG, OP_MAP, OP_UNMAP, OP_RESIZE, OP_POKE, OP_REG, OP_DOORBELL, OP_SETTLE = range(8)
+GUEST = 0x100000   # memfd 0 page 0 is mapped here
+SEALED = 0x400000  # memfd 1 page 0
+
+
+def op_map(fd, file_page, pages, iova, write=True):
+    return struct.pack("<BBBBH", OP_MAP, fd | (2 if write else 0), file_page, pages, iova >> 12)
+
+
+def op_unmap(iova, pages):
+    return struct.pack("<BHB", OP_UNMAP, iova >> 12, pages)
+
+
+def op_resize(pages):
+    return struct.pack("<BB", OP_RESIZE, pages)
+
+
+def op_poke(fd, off, data):
+    return struct.pack("<BBIH", OP_POKE, fd, off, len(data)) + data
+
+
+def op_reg(off, value):
+    return struct.pack("<BBQ", OP_REG, off // 4, value)
+
+
+def op_db(qid, value, cq=False):
+    return struct.pack("<BBH", OP_DOORBELL, qid | (0x80 if cq else 0), value)
+
+
+def op_settle():
+    return bytes([OP_SETTLE])
+
+
+def prp_sqe(opcode, cid, prp1=0, prp2=0, nsid=0, cdw10=0, cdw11=0, cdw12=0):
+    b = bytearray(sqe(opcode, cid=cid, nsid=nsid, cdw10=cdw10, cdw11=cdw11, cdw12=cdw12))
+    struct.pack_into("<QQ", b, 24, prp1, prp2)
+    return bytes(b)
+
+
+ASQ, ACQ, IOCQ, IOSQ, PRPLIST, DATA = 0x0000, 0x1000, 0x2000, 0x3000, 0x4000, 0x8000
+
+
+def enable(pages=64):
+    """Maps memfd 0 (writable) and brings the controller up with 16-entry admin queues in it."""
+    return (op_map(0, 0, pages, GUEST) + op_map(1, 0, 16, SEALED) +
+            op_reg(0x24, (15 << 16) | 15) + op_reg(0x28, GUEST + ASQ) + op_reg(0x30, GUEST + ACQ) +
+            op_reg(0x14, 0x460061))
+
+
+def admin(slot, s):
+    return op_poke(0, ASQ + 64 * slot, s) + op_db(0, slot + 1)
+
+
+def io(slot, s):
+    return op_poke(0, IOSQ + 64 * slot, s) + op_db(1, slot + 1)
+
+
+identify = lambda cid, buf: prp_sqe(0x06, cid, prp1=buf, cdw10=1)
+create_queues = (admin(0, prp_sqe(0x05, 1, prp1=GUEST + IOCQ, cdw10=(15 << 16) | 1, cdw11=0x3)) + op_settle() +
+                 admin(1, prp_sqe(0x01, 2, prp1=GUEST + IOSQ, cdw10=(15 << 16) | 1, cdw11=(1 << 16) | 1)) +
+                 op_settle())
+
+# Identify into memory that is gone: the data buffer, then the admin CQ, then the SQ itself;
+# growing the file back brings the controller back.
+save("fuzz-vfio-user", "nvme-admin-shrink", b"\x03" + enable() +
+     admin(0, identify(1, GUEST + DATA)) + op_settle() +
+     op_resize(4) + admin(1, identify(2, GUEST + DATA)) + op_settle() +
+     op_resize(1) + admin(2, identify(3, GUEST + 0x800)) + op_settle() +
+     op_resize(0) + op_db(0, 4) + op_settle() + op_db(0, 1, cq=True) +
+     op_resize(64) + admin(4, identify(5, GUEST + DATA)) + op_settle())
+# I/O queues in the memfd: write and read through PRP lists, then the SQ ring, the PRP list
+# and the data pages go away between and during commands.
+write = prp_sqe(0x01, 10, prp1=GUEST + DATA, prp2=GUEST + PRPLIST, nsid=2, cdw12=23)  # 12 KiB
+read = prp_sqe(0x02, 11, prp1=GUEST + DATA, prp2=GUEST + PRPLIST, nsid=1, cdw12=23)
+prp_list = struct.pack("<QQ", GUEST + DATA + 0x1000, GUEST + DATA + 0x2000)
+save("fuzz-vfio-user", "nvme-io-shrink", b"\x03" + enable() + create_queues +
+     op_poke(0, PRPLIST, prp_list) + io(0, write) + op_settle() + io(1, read) + op_settle() +
+     op_resize(9) + io(2, read) + op_settle() +
+     op_resize(4) + io(3, write) + op_settle() +
+     op_resize(3) + op_db(1, 5) + op_settle() +
+     op_resize(64) + op_poke(0, PRPLIST, prp_list) + io(5, read) + op_resize(8) + op_settle() +
+     op_db(1, 6, cq=True) + op_resize(0) + op_db(0, 2) + op_resize(64) + op_settle())
+# SGL: a Data Block into the sealed memfd (zero copy) and a Segment in the shrinkable one.
+sgl_read = bytearray(prp_sqe(0x02, 20, nsid=1, cdw12=7))
+sgl_read[1] = 1 << 6
+struct.pack_into("<QI3xB", sgl_read, 24, SEALED + 0x1000, 4096, 0x00)
+sgl_seg = bytearray(prp_sqe(0x02, 21, nsid=1, cdw12=15))
+sgl_seg[1] = 1 << 6
+struct.pack_into("<QI3xB", sgl_seg, 24, GUEST + PRPLIST, 32, 0x30)  # last segment, 2 descriptors
+seg = struct.pack("<QI3xBQI3xB", GUEST + DATA, 4096, 0x00, SEALED + 0x2000, 4096, 0x00)
+save("fuzz-vfio-user", "nvme-sgl-shrink", b"\x03" + enable() + create_queues +
+     io(0, bytes(sgl_read)) + op_settle() + op_poke(0, PRPLIST, seg) + io(1, bytes(sgl_seg)) + op_settle() +
+     op_resize(5) + io(2, bytes(sgl_seg)) + op_settle() + op_resize(4) + op_db(1, 4) + op_settle())
+# Shrink while commands run (no settle between doorbell and ftruncate), unmap, remap.
+save("fuzz-vfio-user", "nvme-shrink-race", b"\x03" + enable() + create_queues +
+     op_poke(0, PRPLIST, prp_list) + op_poke(0, IOSQ, write + read + read + write) + op_db(1, 4) +
+     op_resize(2) + op_resize(64) + op_db(1, 5) + op_resize(1) + op_settle() +
+     op_unmap(GUEST, 64) + op_resize(64) + op_map(0, 0, 64, GUEST) + op_db(1, 6) + op_settle())
+
+# An AER stays outstanding while the client unmaps memory (the server used to wait 30 s for it).
+save("fuzz-vfio-user", "nvme-aer-unmap", b"\x03" + enable() + admin(0, prp_sqe(0x0c, 30)) + op_settle() +
+     op_map(0, 0, 1, 0x800000) + op_unmap(0x800000, 1) + op_resize(0) + op_unmap(0, 0))
+
 # ---- JSON ----
 for i, text in enumerate([
     '{"execute": "query-zones", "arguments": {"node-name": "zns0", "count": 4}, "id": 7}',
