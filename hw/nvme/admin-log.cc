@@ -17,11 +17,12 @@ void Put128(uint8_t (&dst)[16], uint64_t v) {
 }
 
 // Linux warns about I/O opcodes whose effects have bits other than CSUPP and LBCC.
-void FillEffects(CommandsEffectsLog* log, uint8_t csi) {
+void FillEffects(CommandsEffectsLog* log, uint8_t csi, bool doorbell_buffer) {
     for (uint8_t op : {opc::kDeleteIoSq, opc::kCreateIoSq, opc::kGetLogPage, opc::kDeleteIoCq, opc::kCreateIoCq,
                        opc::kIdentify, opc::kAbort, opc::kGetFeatures, opc::kAsyncEventRequest, opc::kKeepAlive})
         log->acs[op].set(kCseCsupp);
     log->acs[opc::kSetFeatures].set(kCseCsupp | kCseCcc);
+    if (doorbell_buffer) log->acs[opc::kDoorbellBufferConfig].set(kCseCsupp);
     log->iocs[opc::kFlush].set(kCseCsupp | kCseLbcc);
     log->iocs[opc::kWrite].set(kCseCsupp | kCseLbcc);
     log->iocs[opc::kRead].set(kCseCsupp);
@@ -117,7 +118,7 @@ void Controller::GetLogPage(Req& r) {
     case lid::kCommandsEffects: {
         if (csi != kCsiNvm && csi != kCsiZns) { r.status = sc::kInvalidField | sc::kDnr; return; }
         CommandsEffectsLog l{};
-        FillEffects(&l, csi);
+        FillEffects(&l, csi, cfg_.transport == TransportKind::kPci && cfg_.doorbell_buffer);
         put(l);
         break;
     }

@@ -94,6 +94,9 @@ TEST_F(Admin, FabricsControllerHasNoDoorbellBufferConfig) {
     Completion c = admin_->Run(Cmd(0x7c).u64(24, 0x10000).u64(32, 0x11000));
     EXPECT_EQ(c.sc(), 0x001) << "Invalid Command Opcode";
     EXPECT_TRUE(c.dnr());
+    Completion log = admin_->RunC2h(GetLogPage(0x05, 4096, 0, 0), 4096);
+    ASSERT_EQ(log.status(), 0);
+    EXPECT_EQ(R32(log.data, 4 * 0x7c), 0u) << "Commands Supported and Effects lists 7Ch over NVMe/TCP";
 }
 
 TEST_F(Admin, NvmOnlyCommandSetHidesZonedNamespace) {
@@ -339,6 +342,8 @@ TEST_F(Admin, PciRegistersEnableAndQueueCreation) {
     EXPECT_EQ(RunOn(c, 0, Cmd(0x7c).u64(24, 0x500000).u64(32, 0)).sc(), 0x002);
     EXPECT_EQ(RunOn(c, 0, Cmd(0x7c).u64(24, 0x500000).u64(32, 0x501000)).sc(), 0x001)
         << "a transport without shadow doorbells keeps the hook's default";
+    EXPECT_EQ(R32(RunOn(c, 0, GetLogPage(0x05, 4096, 0, 0), 4096).data, 4 * 0x7c), 1u)
+        << "Commands Supported and Effects: 7Ch supported (CSUPP), no other effect";
     // Create I/O CQ 1 / SQ 1.
     Cmd cq = Cmd(0x05).u64(24, 0x300000).cdw(10, 1 | 63u << 16).cdw(11, 1 | 2 | 5u << 16);
     ASSERT_EQ(RunOn(c, 0, cq).status(), 0);
