@@ -173,6 +173,10 @@ private:
         uint64_t max_cluster = nb_clusters_;
         for (size_t b = 0; b < img_.reftable_.size(); b++)
             if (img_.reftable_[b]) max_cluster = std::max<uint64_t>(max_cluster, (b + 1) << img_.refblock_bits_);
+        // Each refcount block is looked up once for the clusters it covers (a repair below may
+        // create or move blocks, so it forgets the one held).
+        TablePtr held;
+        uint64_t held_block = UINT64_MAX;
         for (uint64_t c = 0; c < max_cluster; c++) {
             // Past the end of the file only existing refcount blocks can hold refcounts: skip the
             // others whole, or a stray reftable entry makes check walk billions of clusters.
@@ -182,7 +186,11 @@ private:
                 continue;
             }
             uint64_t expected = c < nb_clusters_ ? ref_[c] : 0;
-            QZNS_ASSIGN(uint64_t stored, img_.GetRefcount(c));
+            if (block != held_block) {
+                QZNS_TRY(img_.LoadRefcountBlock(block, false, &held));
+                held_block = block;
+            }
+            uint64_t stored = held ? img_.RefcountIn(*held, c) : 0;
             // Like qemu-img: the image ends after the last cluster in use or referenced.
             if (stored || expected) highest_cluster_ = c;
             if (stored == expected) continue;
@@ -192,6 +200,7 @@ private:
                      leak ? "Leaked" : "ERROR", static_cast<unsigned long long>(c),
                      static_cast<unsigned long long>(stored), static_cast<unsigned long long>(expected));
             bool fix = img_.writable_ && (mode_ == RepairMode::kAll || (mode_ == RepairMode::kLeaks && leak));
+            if (fix) held_block = UINT64_MAX;
             if (fix && c < nb_clusters_) {
                 QZNS_TRY(img_.SetRefcount(c, expected));
                 if (expected == 0) QZNS_TRY(img_.file_->PunchHole(c * cs_, cs_));

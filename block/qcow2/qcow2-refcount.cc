@@ -82,7 +82,11 @@ Result<uint64_t> Image::GetRefcount(uint64_t cluster_index) {
     TablePtr t;
     QZNS_TRY(LoadRefcountBlock(cluster_index >> refblock_bits_, false, &t));
     if (!t) return uint64_t{0};
-    return ReadEntry(*t, refcount_order_, cluster_index & ((1ull << refblock_bits_) - 1));
+    return RefcountIn(*t, cluster_index);
+}
+
+uint64_t Image::RefcountIn(const CachedTable& block, uint64_t cluster_index) const {
+    return ReadEntry(block, refcount_order_, cluster_index & ((1ull << refblock_bits_) - 1));
 }
 
 Status Image::SetRefcount(uint64_t cluster_index, uint64_t value) {

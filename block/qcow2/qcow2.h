@@ -199,6 +199,9 @@ private:
 
     // qcow2-refcount.cc
     Result<uint64_t> GetRefcount(uint64_t cluster_index) REQUIRES(mu_);
+    // The refcount of cluster_index read from its already loaded refcount block: for walks
+    // over many clusters, which look the block up once instead of once per cluster.
+    uint64_t RefcountIn(const CachedTable& block, uint64_t cluster_index) const;
     Status SetRefcount(uint64_t cluster_index, uint64_t value) REQUIRES(mu_);
     Result<uint64_t> AllocClusters(uint64_t n) REQUIRES(mu_);  // contiguous; returns host offset
     Status LoadRefcountBlock(uint64_t block_index, bool create, TablePtr* out) REQUIRES(mu_);
