@@ -15,6 +15,7 @@ public:
 
     // The engine reads and writes data outside its own lock, so concurrent calls are normal.
     Status Pread(void* buf, uint64_t len, uint64_t off) override {
+        if (len == 0) return Status::Ok();  // buf may be null (an empty vector's data())
         util::MutexLock lk(mu_);
         auto* out = static_cast<uint8_t*>(buf);
         uint64_t avail = off < data_.size() ? std::min<uint64_t>(len, data_.size() - off) : 0;
@@ -23,6 +24,7 @@ public:
         return Status::Ok();
     }
     Status Pwrite(const void* buf, uint64_t len, uint64_t off) override {
+        if (len == 0) return Status::Ok();
         util::MutexLock lk(mu_);
         if (off + len < off || off + len > (1ull << 40))
             return Status::Error(EFBIG, "write beyond the in-memory file's 1 TiB limit");

@@ -23,7 +23,7 @@ Status Image::ReadSnapshots() {
         uint64_t total = sizeof(sh) + extra + id_len + name_len;
         if (pos + total > fsize) return Status::Error(EINVAL, "snapshot table runs past the end of the file");
         std::vector<char> rest(extra + id_len + name_len);
-        QZNS_TRY(file_->Pread(rest.data(), rest.size(), pos + sizeof(sh)));
+        if (!rest.empty()) QZNS_TRY(file_->Pread(rest.data(), rest.size(), pos + sizeof(sh)));
         SnapshotInfo s;
         s.l1_table_offset = sh.l1_table_offset.get();
         s.l1_size = sh.l1_size.get();
