@@ -169,6 +169,25 @@ check-fuzz: fuzz
 		tail -1 $(FUZZ_BUILD)/$$t.log; \
 	done
 
+# The long runs issue 15 records (tests/fuzz/long-runs.md): `make fuzz-long FUZZ_LONG=fuzz-qmp`
+# runs one target for FUZZ_RUNS executions in a single libFuzzer process, over a corpus kept in
+# $(FUZZ_BUILD)/long/TARGET across runs (seeded like check-fuzz the first time), and prints the
+# final statistics to put in long-runs.md. FUZZ_LONG_FLAGS adds libFuzzer flags (-entropic=0
+# makes the QMP target about 1.5x faster per input).
+FUZZ_RUNS ?= 10000000
+FUZZ_LONG ?= fuzz-qcow2-open
+FUZZ_LONG_FLAGS ?=
+.PHONY: fuzz-long
+fuzz-long: fuzz
+	mkdir -p $(FUZZ_BUILD)/long/$(FUZZ_LONG)
+	test -n "$$(ls -A $(FUZZ_BUILD)/long/$(FUZZ_LONG))" || cp $(FUZZ_BUILD)/seeds/$(FUZZ_LONG)/* $(FUZZ_BUILD)/long/$(FUZZ_LONG)/
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	$(FUZZ_BUILD)/$(FUZZ_LONG) -runs=$(FUZZ_RUNS) -timeout=20 -rss_limit_mb=4096 -max_len=1048576 \
+		-print_final_stats=1 $(FUZZ_LONG_FLAGS) $$(test -f tests/fuzz/$(FUZZ_LONG).dict && echo -dict=tests/fuzz/$(FUZZ_LONG).dict) \
+		-artifact_prefix=$(FUZZ_BUILD)/long/$(FUZZ_LONG)- $(FUZZ_BUILD)/long/$(FUZZ_LONG) \
+		2>$(FUZZ_BUILD)/long/$(FUZZ_LONG).log || { tail -60 $(FUZZ_BUILD)/long/$(FUZZ_LONG).log; exit 1; }
+	grep '^stat::' $(FUZZ_BUILD)/long/$(FUZZ_LONG).log
+
 # `make bench` (bench/README.md): every comparison with qzns's peers in one run — fio on a raw
 # file, Debian's qemu-img bench, QEMU 7.2's built-in ZNS in the test guest, persistence on/off,
 # scale to 1M zones. Prints a table of ratios and writes bench/results/latest.{md,json,png}.
