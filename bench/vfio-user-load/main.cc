@@ -1,0 +1,218 @@
+// qzns-vfio-user-load: a host-side vfio-user load generator with data verification. It is
+// the guest's side of a QEMU vfio-user-pci device without QEMU or a guest: it connects to the
+// daemon's vfio-user socket, shares its "guest memory" (a sealed memfd) by DMA_MAP, gives
+// MSI-X eventfds, enables the NVMe controller through BAR0 messages, creates one I/O queue
+// pair per thread in that memory, optionally turns on shadow doorbells (Doorbell Buffer
+// Config, as Linux does), and runs the same verified zoned mix or benchmark patterns as
+// qzns-nvmf-load (bench/load/queue.h). Prints a line per second and a JSON summary.
+#include <getopt.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/load/queue.h"
+#include "bench/load/report.h"
+#include "bench/load/stats.h"
+#include "bench/vfio-user-load/client.h"
+#include "bench/vfio-user-load/guest-memory.h"
+#include "bench/vfio-user-load/pci-controller.h"
+#include "bench/vfio-user-load/pci-port.h"
+
+using namespace qzns::load;
+
+namespace {
+
+// Guest physical addresses of the two memfds (the admin one, mapped before the controller is
+// enabled, and the I/O one, sized once Identify told the zone count): above 4 GiB, as QEMU
+// puts RAM beyond the PCI hole, so an IOVA truncated to 32 bits would fault instead of landing
+// in our memory.
+constexpr uint64_t kAdminMemBase = 1ull << 32, kIoMemBase = 2ull << 32;
+constexpr size_t kAdminMemSize = 64 * 1024;
+constexpr uint32_t kMaxQueues = 15;  // one MSI-X vector each, plus the admin queue's: 16
+
+struct Options {
+    std::string socket;
+    uint32_t nsid = 1;
+    uint32_t queues = 1;
+    uint32_t zones_per_queue = 0;
+    double runtime = 10;
+    uint64_t seed = 1;
+    bool shadow_doorbells = true;
+    std::string json_path;
+    Workload w;
+};
+
+std::atomic<bool> g_stop{false};
+
+void Usage() {
+    fprintf(stderr,
+            "usage: qzns-vfio-user-load --socket PATH [options]\n"
+            "  --queues N           I/O queue pairs, one thread each (default 1, at most %u)\n"
+            "  --qd N               commands in flight per queue (default 32)\n"
+            "  --bs BYTES           bytes per write/append/read (default 4096)\n"
+            "  --runtime SECONDS    how long to run (default 10)\n"
+            "  --rw MODE            mixed (default: the verified zoned mix), or randread, randwrite,\n"
+            "                       seqwrite over a namespace without zones (not verified)\n"
+            "  --zones-per-queue N  zones each queue owns (default: all zones / queues)\n"
+            "  --read-pct N         share of random reads of acknowledged data (default 30)\n"
+            "  --append-pct N       share of zones filled with Zone Append (default 50)\n"
+            "  --appends-per-zone N appends in flight per zone (default 8)\n"
+            "  --report-ms N        Report Zones period per queue (default 500)\n"
+            "  --shadow-doorbells on|off  Doorbell Buffer Config when offered (default on)\n"
+            "  --nsid N             namespace (default 1)\n"
+            "  --seed N             random seed (default 1)\n"
+            "  --json FILE          write the summary there too\n",
+            kMaxQueues);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    signal(SIGPIPE, SIG_IGN);  // a server that went away is an error return, not a signal
+    Options o;
+    enum { kSocket = 256, kQueues, kQd, kBs, kRuntime, kZpq, kReadPct, kAppendPct, kAppendsPerZone, kReportMs,
+           kShadow, kNsid, kSeed, kJson, kRw, kHelp };
+    static const option longopts[] = {
+        {"socket", required_argument, nullptr, kSocket}, {"queues", required_argument, nullptr, kQueues},
+        {"qd", required_argument, nullptr, kQd}, {"bs", required_argument, nullptr, kBs},
+        {"runtime", required_argument, nullptr, kRuntime}, {"zones-per-queue", required_argument, nullptr, kZpq},
+        {"read-pct", required_argument, nullptr, kReadPct}, {"append-pct", required_argument, nullptr, kAppendPct},
+        {"appends-per-zone", required_argument, nullptr, kAppendsPerZone},
+        {"report-ms", required_argument, nullptr, kReportMs},
+        {"shadow-doorbells", required_argument, nullptr, kShadow}, {"nsid", required_argument, nullptr, kNsid},
+        {"seed", required_argument, nullptr, kSeed}, {"json", required_argument, nullptr, kJson},
+        {"rw", required_argument, nullptr, kRw}, {"help", no_argument, nullptr, kHelp},
+        {nullptr, 0, nullptr, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
+        const unsigned long v = optarg ? std::strtoul(optarg, nullptr, 0) : 0;
+        switch (c) {
+            case kSocket: o.socket = optarg; break;
+            case kQueues: o.queues = static_cast<uint32_t>(v); break;
+            case kQd: o.w.qd = static_cast<uint32_t>(v); break;
+            case kBs: o.w.bs = static_cast<uint32_t>(v); break;
+            case kRuntime: o.runtime = std::strtod(optarg, nullptr); break;
+            case kZpq: o.zones_per_queue = static_cast<uint32_t>(v); break;
+            case kReadPct: o.w.read_pct = static_cast<uint32_t>(v); break;
+            case kAppendPct: o.w.append_pct = static_cast<uint32_t>(v); break;
+            case kAppendsPerZone: o.w.appends_per_zone = static_cast<uint32_t>(v); break;
+            case kReportMs: o.w.report_ms = static_cast<uint32_t>(v); break;
+            case kShadow:
+                if (std::strcmp(optarg, "on") != 0 && std::strcmp(optarg, "off") != 0) {
+                    fprintf(stderr, "bad --shadow-doorbells '%s' (on or off)\n", optarg);
+                    return 2;
+                }
+                o.shadow_doorbells = std::strcmp(optarg, "on") == 0;
+                break;
+            case kNsid: o.nsid = static_cast<uint32_t>(v); break;
+            case kSeed: o.seed = v; break;
+            case kJson: o.json_path = optarg; break;
+            case kRw:
+                if (!ParseRw(optarg, &o.w.rw)) {
+                    fprintf(stderr, "bad --rw '%s'\n", optarg);
+                    return 2;
+                }
+                break;
+            default: Usage(); return c == kHelp ? 0 : 2;
+        }
+    }
+    if (o.socket.empty() || o.queues == 0 || o.queues > kMaxQueues || o.w.qd == 0 || o.w.qd > 1023 || o.w.bs == 0) {
+        Usage();
+        return 2;
+    }
+
+    VfioUserClient client;
+    GuestMemory admin_mem, mem;
+    PciController ctrl(client, admin_mem);
+    Geometry g;
+    std::string err;
+    if (!client.Connect(o.socket, &err) || !admin_mem.Create(kAdminMemBase, kAdminMemSize, &err) ||
+        !client.DmaMap(admin_mem.fd(), 0, admin_mem.base(), admin_mem.size(), &err) ||
+        !ctrl.Enable(o.queues, &err) || !ctrl.Identify(o.nsid, &g, &err)) {
+        fprintf(stderr, "vfio-user-load: %s: %s\n", o.socket.c_str(), err.c_str());
+        return 2;
+    }
+    if (o.w.bs % g.lba_size || (g.max_xfer && o.w.bs > g.max_xfer)) {
+        fprintf(stderr, "vfio-user-load: --bs must be a multiple of %u and at most %u\n", g.lba_size, g.max_xfer);
+        return 2;
+    }
+    if (o.w.rw == Rw::kMixed && !g.zsze) {
+        fprintf(stderr, "vfio-user-load: namespace %u has no zones\n", o.nsid);
+        return 2;
+    }
+    const uint32_t zpq = o.w.rw != Rw::kMixed ? 0 : o.zones_per_queue ? o.zones_per_queue : g.nzones() / o.queues;
+    if (o.w.rw == Rw::kMixed && (zpq == 0 || uint64_t{zpq} * o.queues > g.nzones())) {
+        fprintf(stderr, "vfio-user-load: %u zones, not enough for %u queues x %u zones\n", g.nzones(), o.queues, zpq);
+        return 2;
+    }
+    // Every command's buffer holds the largest transfer: a write/read or a Report Zones of the
+    // queue's zones.
+    const uint32_t max_bytes = std::max(o.w.bs, 64 + 64 * zpq);
+    const uint32_t entries = std::min(std::max(o.w.qd + 1, 64u), ctrl.max_entries());
+    const size_t per_queue = size_t{o.w.qd} * (((max_bytes + 4095) & ~4095u) + 4096) + size_t{entries} * 80 + 8192;
+    if (!mem.Create(kIoMemBase, o.queues * per_queue, &err) ||
+        !client.DmaMap(mem.fd(), 0, mem.base(), mem.size(), &err)) {
+        fprintf(stderr, "vfio-user-load: %s\n", err.c_str());
+        return 2;
+    }
+    std::vector<QueueRings> rings;
+    if (!ctrl.CreateQueues(o.queues, entries, mem, &rings, &err)) {
+        fprintf(stderr, "vfio-user-load: %s\n", err.c_str());
+        return 2;
+    }
+    const bool shadow = o.shadow_doorbells && ctrl.EnableShadowDoorbells(&err);
+    if (!err.empty()) {
+        fprintf(stderr, "vfio-user-load: Doorbell Buffer Config: %s\n", err.c_str());
+        return 2;
+    }
+    if (o.shadow_doorbells && !shadow) fprintf(stderr, "vfio-user-load: the controller has no shadow doorbells\n");
+
+    Stats st;
+    std::vector<std::unique_ptr<QueueWorker>> workers;
+    std::vector<std::unique_ptr<PciQueuePort>> ports;
+    for (uint32_t q = 0; q < o.queues; q++) {
+        workers.push_back(std::make_unique<QueueWorker>(o.w, g, st, Mix64(o.seed * 1000003 + q)));
+        workers.back()->TakeShare(q, o.queues, zpq, o.seed);
+        ports.push_back(std::make_unique<PciQueuePort>(client, rings[q], ctrl.shadow(), ctrl.eventidx()));
+        if (!ports.back()->Init(mem, o.w.qd, max_bytes, &err)) {
+            fprintf(stderr, "vfio-user-load: %s\n", err.c_str());
+            return 2;
+        }
+    }
+
+    std::atomic<bool> broken{false};
+    std::vector<std::thread> threads;
+    for (uint32_t q = 0; q < o.queues; q++)
+        threads.emplace_back([&, q] {
+            if (!workers[q]->Run(*ports[q], g_stop, broken)) broken = true;
+        });
+    std::atomic<int> alive{static_cast<int>(threads.size())};
+    std::thread waiter([&] {
+        for (auto& t : threads) t.join();
+        alive = 0;
+    });
+    const RunReport r = ReportEverySecond(st, o.runtime, g_stop, alive);
+    waiter.join();
+
+    uint64_t mmio = 0, missed = 0;
+    for (const auto& p : ports) {
+        mmio += p->mmio_doorbells();
+        missed += p->missed_interrupts();
+    }
+    std::ostringstream j;
+    j << "{\"transport\": \"vfio-user\", \"queues\": " << o.queues << ", \"qd\": " << o.w.qd << ", \"bs\": " << o.w.bs
+      << ", \"shadow_doorbells\": " << (shadow ? "true" : "false") << ", \"mmio_doorbells\": " << mmio
+      << ", \"missed_interrupts\": " << missed << ", " << SummaryFields(st, r) << "}";
+    printf("%s\n", j.str().c_str());
+    if (!o.json_path.empty()) std::ofstream(o.json_path) << j.str() << "\n";
+    return RunPassed(st) && !broken.load() && missed == 0 ? 0 : 1;
+}
