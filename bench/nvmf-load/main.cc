@@ -20,6 +20,7 @@
 
 #include "bench/load/queue.h"
 #include "bench/load/report.h"
+#include "bench/load/run-options.h"
 #include "bench/load/stats.h"
 #include "bench/nvmf-load/conn.h"
 #include "bench/nvmf-load/session.h"
@@ -36,16 +37,11 @@ struct Target {
     Geometry g;
 };
 
-struct Options {
+struct Options : RunOptions {
     std::vector<Target> targets;
-    uint32_t nsid = 1;
     uint32_t hosts = 1, queues = 1;
-    uint32_t zones_per_queue = 0;
-    double runtime = 10;
-    uint64_t seed = 1;
-    std::string json_path, save_model, verify_model;
+    std::string save_model, verify_model;
     bool corrupt_model = false;
-    Workload w;
 };
 
 struct Host {
@@ -62,23 +58,12 @@ void Usage() {
             "usage: qzns-nvmf-load --target ADDR:PORT:NQN [--target ...] [options]\n"
             "  --hosts N            hosts, each its own host NQN and controller (default 1)\n"
             "  --queues N           I/O queues (connections) per host (default 1)\n"
-            "  --qd N               commands in flight per queue (default 32)\n"
-            "  --bs BYTES           bytes per write/append/read (default 4096)\n"
-            "  --runtime SECONDS    how long to run (default 10)\n"
-            "  --rw MODE            mixed (default: the verified zoned mix), or randread, randwrite,\n"
-            "                       seqwrite over a namespace without zones (not verified)\n"
-            "  --zones-per-queue N  zones each queue owns (default: all zones / queues)\n"
-            "  --read-pct N         share of random reads of acknowledged data (default 30)\n"
-            "  --append-pct N       share of zones filled with Zone Append (default 50)\n"
-            "  --appends-per-zone N appends in flight per zone (default 8)\n"
-            "  --report-ms N        Report Zones period per queue (default 500)\n"
-            "  --nsid N             namespace (default 1)\n"
-            "  --seed N             random seed (default 1)\n"
-            "  --json FILE          write the summary there too\n"
+            "%s"
             "  --save-model FILE    at the end, save what every zone must hold\n"
             "  --verify-model FILE  write nothing: read back and check a saved model, then exit\n"
             "  --corrupt-model      with --verify-model: alter one block of the model first (the\n"
-            "                       run must then report a verify failure)\n");
+            "                       run must then report a verify failure)\n",
+            kRunOptionsUsage);
 }
 
 bool ParseTarget(const char* s, Target* t) {
@@ -225,23 +210,20 @@ bool LoadModel(const Options& o, std::vector<Host>& hosts) {
 
 int main(int argc, char** argv) {
     Options o;
-    enum { kTarget = 256, kHosts, kQueues, kQd, kBs, kRuntime, kZpq, kReadPct, kAppendPct, kAppendsPerZone,
-           kReportMs, kNsid, kSeed, kJson, kSave, kVerify, kCorrupt, kRw, kHelp };
-    static const option longopts[] = {
+    enum { kTarget = 256, kHosts, kQueues, kSave, kVerify, kCorrupt, kHelp };
+    std::vector<option> longopts = {
         {"target", required_argument, nullptr, kTarget}, {"hosts", required_argument, nullptr, kHosts},
-        {"queues", required_argument, nullptr, kQueues}, {"qd", required_argument, nullptr, kQd},
-        {"bs", required_argument, nullptr, kBs}, {"runtime", required_argument, nullptr, kRuntime},
-        {"zones-per-queue", required_argument, nullptr, kZpq}, {"read-pct", required_argument, nullptr, kReadPct},
-        {"append-pct", required_argument, nullptr, kAppendPct},
-        {"appends-per-zone", required_argument, nullptr, kAppendsPerZone},
-        {"report-ms", required_argument, nullptr, kReportMs}, {"nsid", required_argument, nullptr, kNsid},
-        {"seed", required_argument, nullptr, kSeed}, {"json", required_argument, nullptr, kJson},
-        {"save-model", required_argument, nullptr, kSave}, {"verify-model", required_argument, nullptr, kVerify},
-        {"corrupt-model", no_argument, nullptr, kCorrupt}, {"rw", required_argument, nullptr, kRw},
-        {"help", no_argument, nullptr, kHelp},
-        {nullptr, 0, nullptr, 0}};
+        {"queues", required_argument, nullptr, kQueues}, {"save-model", required_argument, nullptr, kSave},
+        {"verify-model", required_argument, nullptr, kVerify}, {"corrupt-model", no_argument, nullptr, kCorrupt},
+        {"help", no_argument, nullptr, kHelp}};
+    AddRunOptions(&longopts);
+    longopts.push_back({nullptr, 0, nullptr, 0});
     int c;
-    while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
+    while ((c = getopt_long(argc, argv, "", longopts.data(), nullptr)) != -1) {
+        if (const int r = ParseRunOption(c, optarg, &o)) {
+            if (r < 0) return 2;
+            continue;
+        }
         const unsigned long v = optarg ? std::strtoul(optarg, nullptr, 0) : 0;
         switch (c) {
             case kTarget: {
@@ -255,26 +237,9 @@ int main(int argc, char** argv) {
             }
             case kHosts: o.hosts = static_cast<uint32_t>(v); break;
             case kQueues: o.queues = static_cast<uint32_t>(v); break;
-            case kQd: o.w.qd = static_cast<uint32_t>(v); break;
-            case kBs: o.w.bs = static_cast<uint32_t>(v); break;
-            case kRuntime: o.runtime = std::strtod(optarg, nullptr); break;
-            case kZpq: o.zones_per_queue = static_cast<uint32_t>(v); break;
-            case kReadPct: o.w.read_pct = static_cast<uint32_t>(v); break;
-            case kAppendPct: o.w.append_pct = static_cast<uint32_t>(v); break;
-            case kAppendsPerZone: o.w.appends_per_zone = static_cast<uint32_t>(v); break;
-            case kReportMs: o.w.report_ms = static_cast<uint32_t>(v); break;
-            case kNsid: o.nsid = static_cast<uint32_t>(v); break;
-            case kSeed: o.seed = v; break;
-            case kJson: o.json_path = optarg; break;
             case kSave: o.save_model = optarg; break;
             case kVerify: o.verify_model = optarg; o.w.verify_only = true; break;
             case kCorrupt: o.corrupt_model = true; break;
-            case kRw:
-                if (!ParseRw(optarg, &o.w.rw)) {
-                    fprintf(stderr, "bad --rw '%s'\n", optarg);
-                    return 2;
-                }
-                break;
             default: Usage(); return c == kHelp ? 0 : 2;
         }
     }

@@ -21,6 +21,7 @@
 
 #include "bench/load/queue.h"
 #include "bench/load/report.h"
+#include "bench/load/run-options.h"
 #include "bench/load/stats.h"
 #include "bench/vfio-user-load/client.h"
 #include "bench/vfio-user-load/guest-memory.h"
@@ -39,16 +40,10 @@ constexpr uint64_t kAdminMemBase = 1ull << 32, kIoMemBase = 2ull << 32;
 constexpr size_t kAdminMemSize = 64 * 1024;
 constexpr uint32_t kMaxQueues = 15;  // one MSI-X vector each, plus the admin queue's: 16
 
-struct Options {
+struct Options : RunOptions {
     std::string socket;
-    uint32_t nsid = 1;
     uint32_t queues = 1;
-    uint32_t zones_per_queue = 0;
-    double runtime = 10;
-    uint64_t seed = 1;
     bool shadow_doorbells = true;
-    std::string json_path;
-    Workload w;
 };
 
 std::atomic<bool> g_stop{false};
@@ -57,21 +52,9 @@ void Usage() {
     fprintf(stderr,
             "usage: qzns-vfio-user-load --socket PATH [options]\n"
             "  --queues N           I/O queue pairs, one thread each (default 1, at most %u)\n"
-            "  --qd N               commands in flight per queue (default 32)\n"
-            "  --bs BYTES           bytes per write/append/read (default 4096)\n"
-            "  --runtime SECONDS    how long to run (default 10)\n"
-            "  --rw MODE            mixed (default: the verified zoned mix), or randread, randwrite,\n"
-            "                       seqwrite over a namespace without zones (not verified)\n"
-            "  --zones-per-queue N  zones each queue owns (default: all zones / queues)\n"
-            "  --read-pct N         share of random reads of acknowledged data (default 30)\n"
-            "  --append-pct N       share of zones filled with Zone Append (default 50)\n"
-            "  --appends-per-zone N appends in flight per zone (default 8)\n"
-            "  --report-ms N        Report Zones period per queue (default 500)\n"
             "  --shadow-doorbells on|off  Doorbell Buffer Config when offered (default on)\n"
-            "  --nsid N             namespace (default 1)\n"
-            "  --seed N             random seed (default 1)\n"
-            "  --json FILE          write the summary there too\n",
-            kMaxQueues);
+            "%s",
+            kMaxQueues, kRunOptionsUsage);
 }
 
 }  // namespace
@@ -79,48 +62,27 @@ void Usage() {
 int main(int argc, char** argv) {
     signal(SIGPIPE, SIG_IGN);  // a server that went away is an error return, not a signal
     Options o;
-    enum { kSocket = 256, kQueues, kQd, kBs, kRuntime, kZpq, kReadPct, kAppendPct, kAppendsPerZone, kReportMs,
-           kShadow, kNsid, kSeed, kJson, kRw, kHelp };
-    static const option longopts[] = {
+    enum { kSocket = 256, kQueues, kShadow, kHelp };
+    std::vector<option> longopts = {
         {"socket", required_argument, nullptr, kSocket}, {"queues", required_argument, nullptr, kQueues},
-        {"qd", required_argument, nullptr, kQd}, {"bs", required_argument, nullptr, kBs},
-        {"runtime", required_argument, nullptr, kRuntime}, {"zones-per-queue", required_argument, nullptr, kZpq},
-        {"read-pct", required_argument, nullptr, kReadPct}, {"append-pct", required_argument, nullptr, kAppendPct},
-        {"appends-per-zone", required_argument, nullptr, kAppendsPerZone},
-        {"report-ms", required_argument, nullptr, kReportMs},
-        {"shadow-doorbells", required_argument, nullptr, kShadow}, {"nsid", required_argument, nullptr, kNsid},
-        {"seed", required_argument, nullptr, kSeed}, {"json", required_argument, nullptr, kJson},
-        {"rw", required_argument, nullptr, kRw}, {"help", no_argument, nullptr, kHelp},
-        {nullptr, 0, nullptr, 0}};
+        {"shadow-doorbells", required_argument, nullptr, kShadow}, {"help", no_argument, nullptr, kHelp}};
+    AddRunOptions(&longopts);
+    longopts.push_back({nullptr, 0, nullptr, 0});
     int c;
-    while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
-        const unsigned long v = optarg ? std::strtoul(optarg, nullptr, 0) : 0;
+    while ((c = getopt_long(argc, argv, "", longopts.data(), nullptr)) != -1) {
+        if (const int r = ParseRunOption(c, optarg, &o)) {
+            if (r < 0) return 2;
+            continue;
+        }
         switch (c) {
             case kSocket: o.socket = optarg; break;
-            case kQueues: o.queues = static_cast<uint32_t>(v); break;
-            case kQd: o.w.qd = static_cast<uint32_t>(v); break;
-            case kBs: o.w.bs = static_cast<uint32_t>(v); break;
-            case kRuntime: o.runtime = std::strtod(optarg, nullptr); break;
-            case kZpq: o.zones_per_queue = static_cast<uint32_t>(v); break;
-            case kReadPct: o.w.read_pct = static_cast<uint32_t>(v); break;
-            case kAppendPct: o.w.append_pct = static_cast<uint32_t>(v); break;
-            case kAppendsPerZone: o.w.appends_per_zone = static_cast<uint32_t>(v); break;
-            case kReportMs: o.w.report_ms = static_cast<uint32_t>(v); break;
+            case kQueues: o.queues = static_cast<uint32_t>(std::strtoul(optarg, nullptr, 0)); break;
             case kShadow:
                 if (std::strcmp(optarg, "on") != 0 && std::strcmp(optarg, "off") != 0) {
                     fprintf(stderr, "bad --shadow-doorbells '%s' (on or off)\n", optarg);
                     return 2;
                 }
                 o.shadow_doorbells = std::strcmp(optarg, "on") == 0;
-                break;
-            case kNsid: o.nsid = static_cast<uint32_t>(v); break;
-            case kSeed: o.seed = v; break;
-            case kJson: o.json_path = optarg; break;
-            case kRw:
-                if (!ParseRw(optarg, &o.w.rw)) {
-                    fprintf(stderr, "bad --rw '%s'\n", optarg);
-                    return 2;
-                }
                 break;
             default: Usage(); return c == kHelp ? 0 : 2;
         }
