@@ -32,4 +32,21 @@ int ParseRunOption(int c, const char* arg, RunOptions* o);
 // Their usage lines.
 extern const char kRunOptionsUsage[];
 
+// Parses argv: these options into *o, the tool's own (`own`, ids below kRunOptionFirst) with
+// own_option(id, optarg), which returns -1 to go on or an exit code. Returns -1 once all of
+// argv is parsed, else that exit code.
+template <typename F>
+int ParseCommandLine(int argc, char** argv, std::vector<option> own, RunOptions* o, F&& own_option) {
+    AddRunOptions(&own);
+    own.push_back({nullptr, 0, nullptr, 0});
+    int c;
+    while ((c = getopt_long(argc, argv, "", own.data(), nullptr)) != -1) {
+        const int r = ParseRunOption(c, optarg, o);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        if (const int rc = own_option(c, optarg); rc >= 0) return rc;
+    }
+    return -1;
+}
+
 }  // namespace qzns::load

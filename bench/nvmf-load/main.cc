@@ -211,25 +211,19 @@ bool LoadModel(const Options& o, std::vector<Host>& hosts) {
 int main(int argc, char** argv) {
     Options o;
     enum { kTarget = 256, kHosts, kQueues, kSave, kVerify, kCorrupt, kHelp };
-    std::vector<option> longopts = {
+    const std::vector<option> own = {
         {"target", required_argument, nullptr, kTarget}, {"hosts", required_argument, nullptr, kHosts},
         {"queues", required_argument, nullptr, kQueues}, {"save-model", required_argument, nullptr, kSave},
         {"verify-model", required_argument, nullptr, kVerify}, {"corrupt-model", no_argument, nullptr, kCorrupt},
-        {"help", no_argument, nullptr, kHelp}};
-    AddRunOptions(&longopts);
-    longopts.push_back({nullptr, 0, nullptr, 0});
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts.data(), nullptr)) != -1) {
-        if (const int r = ParseRunOption(c, optarg, &o)) {
-            if (r < 0) return 2;
-            continue;
-        }
-        const unsigned long v = optarg ? std::strtoul(optarg, nullptr, 0) : 0;
+        {"help", no_argument, nullptr, kHelp},
+    };
+    const int rc = ParseCommandLine(argc, argv, own, &o, [&](int c, const char* arg) {
+        const unsigned long v = arg ? std::strtoul(arg, nullptr, 0) : 0;
         switch (c) {
             case kTarget: {
                 Target t;
-                if (!ParseTarget(optarg, &t)) {
-                    fprintf(stderr, "bad --target '%s' (ADDR:PORT:NQN)\n", optarg);
+                if (!ParseTarget(arg, &t)) {
+                    fprintf(stderr, "bad --target '%s' (ADDR:PORT:NQN)\n", arg);
                     return 2;
                 }
                 o.targets.push_back(t);
@@ -237,12 +231,14 @@ int main(int argc, char** argv) {
             }
             case kHosts: o.hosts = static_cast<uint32_t>(v); break;
             case kQueues: o.queues = static_cast<uint32_t>(v); break;
-            case kSave: o.save_model = optarg; break;
-            case kVerify: o.verify_model = optarg; o.w.verify_only = true; break;
+            case kSave: o.save_model = arg; break;
+            case kVerify: o.verify_model = arg; o.w.verify_only = true; break;
             case kCorrupt: o.corrupt_model = true; break;
             default: Usage(); return c == kHelp ? 0 : 2;
         }
-    }
+        return -1;
+    });
+    if (rc >= 0) return rc;
     if (o.targets.empty() || o.hosts == 0 || o.queues == 0 || o.w.qd == 0 || o.w.qd > 1024 || o.w.bs == 0) {
         Usage();
         return 2;

@@ -63,30 +63,26 @@ int main(int argc, char** argv) {
     signal(SIGPIPE, SIG_IGN);  // a server that went away is an error return, not a signal
     Options o;
     enum { kSocket = 256, kQueues, kShadow, kHelp };
-    std::vector<option> longopts = {
+    const std::vector<option> own = {
         {"socket", required_argument, nullptr, kSocket}, {"queues", required_argument, nullptr, kQueues},
-        {"shadow-doorbells", required_argument, nullptr, kShadow}, {"help", no_argument, nullptr, kHelp}};
-    AddRunOptions(&longopts);
-    longopts.push_back({nullptr, 0, nullptr, 0});
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts.data(), nullptr)) != -1) {
-        if (const int r = ParseRunOption(c, optarg, &o)) {
-            if (r < 0) return 2;
-            continue;
-        }
+        {"shadow-doorbells", required_argument, nullptr, kShadow}, {"help", no_argument, nullptr, kHelp},
+    };
+    const int rc = ParseCommandLine(argc, argv, own, &o, [&](int c, const char* arg) {
         switch (c) {
-            case kSocket: o.socket = optarg; break;
-            case kQueues: o.queues = static_cast<uint32_t>(std::strtoul(optarg, nullptr, 0)); break;
+            case kSocket: o.socket = arg; break;
+            case kQueues: o.queues = static_cast<uint32_t>(std::strtoul(arg, nullptr, 0)); break;
             case kShadow:
-                if (std::strcmp(optarg, "on") != 0 && std::strcmp(optarg, "off") != 0) {
-                    fprintf(stderr, "bad --shadow-doorbells '%s' (on or off)\n", optarg);
+                if (std::strcmp(arg, "on") != 0 && std::strcmp(arg, "off") != 0) {
+                    fprintf(stderr, "bad --shadow-doorbells '%s' (on or off)\n", arg);
                     return 2;
                 }
-                o.shadow_doorbells = std::strcmp(optarg, "on") == 0;
+                o.shadow_doorbells = std::strcmp(arg, "on") == 0;
                 break;
             default: Usage(); return c == kHelp ? 0 : 2;
         }
-    }
+        return -1;
+    });
+    if (rc >= 0) return rc;
     if (o.socket.empty() || o.queues == 0 || o.queues > kMaxQueues || o.w.qd == 0 || o.w.qd > 1023 || o.w.bs == 0) {
         Usage();
         return 2;
