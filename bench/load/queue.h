@@ -42,7 +42,7 @@ struct Workload {
     bool verify_only = false;        // read back a saved model, write nothing
 };
 
-class QueueWorker : private QueueSink {
+class QueueWorker final : private QueueSink {
 public:
     QueueWorker(const Workload& w, const Geometry& g, Stats& st, uint64_t seed)
         : w_(w), g_(g), st_(st), rng_(seed) {}

@@ -25,7 +25,7 @@ void Put(vfu::OutMessage& m, const T& v) {
 
 bool VfioUserClient::Call(vfu::Command cmd, vfu::OutMessage& m, bool posted, vfu::Message* reply,
                           std::string* err) {
-    std::lock_guard lk(mu_);
+    util::MutexLock lk(mu_);
     const uint16_t id = next_id_++;
     m.hdr = vfu::MsgHeader{};
     m.hdr.msg_id.set(id);
@@ -57,17 +57,20 @@ bool VfioUserClient::Call(vfu::Command cmd, vfu::OutMessage& m, bool posted, vfu
 }
 
 bool VfioUserClient::Connect(const std::string& path, std::string* err) {
-    sock_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    if (!sock_.valid() || path.size() >= sizeof(a.sun_path)) {
-        *err = "bad socket path " + path;
-        return false;
-    }
-    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-    if (::connect(sock_.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-        *err = "connect " + path + ": " + std::strerror(errno);
-        return false;
+    {
+        util::MutexLock lk(mu_);
+        sock_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        if (!sock_.valid() || path.size() >= sizeof(a.sun_path)) {
+            *err = "bad socket path " + path;
+            return false;
+        }
+        std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+        if (::connect(sock_.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+            *err = "connect " + path + ": " + std::strerror(errno);
+            return false;
+        }
     }
     vfu::OutMessage m;
     Put(m, vfu::VersionPayload{});
@@ -93,6 +96,21 @@ bool VfioUserClient::DmaMap(int fd, uint64_t offset, uint64_t iova, uint64_t siz
     Put(m, p);
     m.fds.push_back(fd);
     return Call(vfu::Command::kDmaMap, m, false, nullptr, err);
+}
+
+uint32_t VfioUserClient::MsixVectors(std::string* err) {
+    vfu::IrqInfoPayload p;
+    p.argsz.set(sizeof(p));
+    p.index.set(vfu::kPciMsixIrqIndex);
+    vfu::OutMessage m;
+    Put(m, p);
+    vfu::Message r;
+    if (!Call(vfu::Command::kDeviceGetIrqInfo, m, false, &r, err)) return 0;
+    if (!r.Read(&p) || !(p.flags.get() & vfu::kIrqInfoFlagEventfd)) {
+        *err = "MSI-X does not take eventfds";
+        return 0;
+    }
+    return p.count.get();
 }
 
 bool VfioUserClient::SetMsixEventfds(const std::vector<int>& fds, std::string* err) {

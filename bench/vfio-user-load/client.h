@@ -7,12 +7,12 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "hw/vfio-user/message.h"
+#include "util/mutex.h"
 
 namespace qzns::load {
 
@@ -22,6 +22,8 @@ public:
     bool Connect(const std::string& path, std::string* err);
     // Shares [fd offset, +size) read/write at `iova`.
     bool DmaMap(int fd, uint64_t offset, uint64_t iova, uint64_t size, std::string* err);
+    // How many MSI-X vectors the device has (DEVICE_GET_IRQ_INFO); 0 on failure.
+    uint32_t MsixVectors(std::string* err);
     // MSI-X vectors [0, fds.size()) raise the eventfds.
     bool SetMsixEventfds(const std::vector<int>& fds, std::string* err);
     bool RegionRead(uint32_t region, uint64_t offset, std::span<uint8_t> out, std::string* err);
@@ -38,9 +40,9 @@ private:
     // Sends a command and, unless posted, waits for its reply (an error reply gives false).
     bool Call(vfu::Command cmd, vfu::OutMessage& m, bool posted, vfu::Message* reply, std::string* err);
 
-    std::mutex mu_;
-    vfu::UniqueFd sock_;
-    uint16_t next_id_ = 0;
+    util::Mutex mu_;
+    vfu::UniqueFd sock_ GUARDED_BY(mu_);
+    uint16_t next_id_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace qzns::load
