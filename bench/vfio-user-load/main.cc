@@ -160,6 +160,13 @@ int main(int argc, char** argv) {
     });
     const RunReport r = ReportEverySecond(st, o.runtime, g_stop, alive);
     waiter.join();
+    // Only once nothing is in flight; a controller that cannot delete its queues or shut
+    // down fails the run.
+    bool shut = false;
+    if (!broken.load()) {
+        shut = ctrl.Shutdown(o.queues, &err);
+        if (!shut) fprintf(stderr, "vfio-user-load: shutdown: %s\n", err.c_str());
+    }
 
     uint64_t mmio = 0, missed = 0;
     for (const auto& p : ports) {
@@ -169,8 +176,9 @@ int main(int argc, char** argv) {
     std::ostringstream j;
     j << "{\"transport\": \"vfio-user\", \"queues\": " << o.queues << ", \"qd\": " << o.w.qd << ", \"bs\": " << o.w.bs
       << ", \"shadow_doorbells\": " << (shadow ? "true" : "false") << ", \"mmio_doorbells\": " << mmio
-      << ", \"missed_interrupts\": " << missed << ", " << SummaryFields(st, r) << "}";
+      << ", \"missed_interrupts\": " << missed << ", \"clean_shutdown\": " << (shut ? "true" : "false") << ", "
+      << SummaryFields(st, r) << "}";
     printf("%s\n", j.str().c_str());
     if (!o.json_path.empty()) std::ofstream(o.json_path) << j.str() << "\n";
-    return RunPassed(st) && !broken.load() && missed == 0 ? 0 : 1;
+    return RunPassed(st) && shut && missed == 0 ? 0 : 1;
 }

@@ -15,7 +15,7 @@ namespace {
 constexpr uint32_t kAdminEntries = 32;
 constexpr uint32_t kBar0 = vfu::kPciBar0RegionIndex;
 constexpr uint32_t kCap = 0x00, kCc = 0x14, kCsts = 0x1c, kAqa = 0x24, kAsq = 0x28, kAcq = 0x30;
-constexpr uint8_t kOpCreateSq = 0x01, kOpCreateCq = 0x05, kOpIdentify = 0x06, kOpSetFeatures = 0x09,
+constexpr uint8_t kOpDeleteSq = 0x00, kOpDeleteCq = 0x04, kOpCreateSq = 0x01, kOpCreateCq = 0x05, kOpIdentify = 0x06, kOpSetFeatures = 0x09,
                   kOpDoorbellBufferConfig = 0x7c;
 constexpr uint16_t kOacsDoorbellBufferConfig = 1u << 8;
 
@@ -37,6 +37,12 @@ bool WaitReady(VfioUserClient& c, bool ready, std::string* err) {
 }  // namespace
 
 bool PciController::Enable(uint32_t io_queues, std::string* err) {
+    const uint32_t vectors = c_.MsixVectors(err);
+    if (!err->empty()) return false;
+    if (vectors < io_queues + 1) {
+        *err = "the device has " + std::to_string(vectors) + " MSI-X vectors, not one per queue";
+        return false;
+    }
     std::vector<int> fds;
     for (uint32_t v = 0; v <= io_queues; v++) {
         eventfds_.emplace_back(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -161,6 +167,27 @@ bool PciController::CreateQueues(uint32_t n, uint32_t entries, GuestMemory& ring
         out->push_back(r);
     }
     return true;
+}
+
+bool PciController::Shutdown(uint32_t n, std::string* err) {
+    uint8_t sqe[64];
+    for (uint16_t qid = 1; qid <= n; qid++) {
+        for (uint8_t op : {kOpDeleteSq, kOpDeleteCq}) {
+            NewSqe(sqe, op, 0, 0);
+            PutLe(sqe + 40, qid, 2);
+            if (!Admin(sqe, nullptr, nullptr, err)) return false;
+        }
+    }
+    const uint32_t cc = c_.Read32(kBar0, kCc, err);
+    if (!err->empty() || !c_.Write32(kBar0, kCc, (cc & ~(3u << 14)) | (1u << 14), false, err)) return false;
+    for (int i = 0; i < 500; i++) {
+        const uint32_t csts = c_.Read32(kBar0, kCsts, err);
+        if (!err->empty()) return false;
+        if (((csts >> 2) & 3) == 2) return true;
+        usleep(10000);
+    }
+    *err = "CSTS.SHST never said the shutdown was complete";
+    return false;
 }
 
 bool PciController::EnableShadowDoorbells(std::string* err) {

@@ -45,6 +45,11 @@ public:
     // Doorbell Buffer Config: false with *err empty when the controller does not offer it.
     bool EnableShadowDoorbells(std::string* err);
 
+    // What Linux does at poweroff once its queues are idle: Delete I/O SQ then CQ for qid
+    // 1..n (nvme_disable_io_queues), then a normal shutdown (CC.SHN = 01b) until CSTS.SHST
+    // says complete.
+    bool Shutdown(uint32_t n, std::string* err);
+
     uint32_t max_entries() const { return max_entries_; }
     uint8_t* shadow() const { return shadow_.ptr; }
     uint8_t* eventidx() const { return eventidx_.ptr; }

@@ -2,8 +2,9 @@
 # the verified zoned mix (writes at the write pointer, appends, reads of acknowledged data checked
 # byte for byte, resets, Report Zones checked against the model) over two queue pairs with MSI-X
 # eventfds, with shadow doorbells and without. It fails on any data, zone state or status the
-# model does not allow, on a completion posted without its interrupt, and when shadow doorbells
-# are on but every command still needs an MMIO doorbell message. Also the tool's own check that
+# model does not allow, on a completion posted without its interrupt, on queues that cannot be
+# deleted or a shutdown that does not complete, and when shadow doorbells are on but every
+# command still needs an MMIO doorbell message. Also the tool's own check that
 # the bench patterns run over the same export.
 import json
 
@@ -43,6 +44,7 @@ def test_zoned_mix_verifies_over_vfio_user(tmp, shadow):
     assert s["ops"]["reset"] > 0 and s["ops"]["append"] > 0 and s["report_checks"] > 0, s
     assert s["unexpected_statuses"] == {} and s["report_mismatches"] == 0 and s["append_lba_errors"] == 0, s
     assert s["missed_interrupts"] == 0, s
+    assert s["clean_shutdown"], "Delete I/O SQ/CQ or CC.SHN failed: " + r.err
     assert s["shadow_doorbells"] == (shadow == "on"), s
     if shadow == "on":
         # With 8 commands in flight the controller keeps each SQ busy and its EventIdx behind.
