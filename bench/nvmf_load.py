@@ -127,6 +127,9 @@ def main():
     ap.add_argument("--transport", choices=["tcp", "vfio-user", "both"], default="tcp")
     ap.add_argument("--shadow-doorbells", choices=["on", "off"], default="on",
                     help="vfio-user: Doorbell Buffer Config as Linux uses it (default on)")
+    ap.add_argument("--unwritten", action="store_true",
+                    help="reads only, of a never-written (fallocated) image: the file system answers them "
+                         "without disk I/O, so both sides measure their own path, not the disk")
     ap.add_argument("--out", help="write the rows as JSON here")
     a = ap.parse_args()
     build = Path(a.build)
@@ -134,27 +137,32 @@ def main():
              "qzns-vfio-user-load": str(build / "bench" / "vfio-user-load" / "qzns-vfio-user-load")}
     daemon = str(build / "storage-daemon" / "qzns-storage-daemon")
     transports = ["tcp", "vfio-user"] if a.transport == "both" else [a.transport]
+    # Writes would turn the unwritten extents into written ones for whichever side runs first.
+    cases = [c for c in CASES if c[1] == "randread"] if a.unwritten else CASES
     if not shutil.which("fio"):
         sys.exit("fio not found (tools/install-deps.sh bench)")
     tmp = tempfile.mkdtemp(prefix="qzns-nvmf-bench-", dir="/var/tmp")
     img = os.path.join(tmp, "img.raw")
     rows = []
     try:
-        # A fully written raw image: both sides read and overwrite the same allocated blocks.
-        subprocess.run(["fio", "--name=fill", f"--filename={img}", f"--size={a.size_mb}M", "--rw=write",
-                        "--bs=1M", "--ioengine=io_uring", "--direct=1"], capture_output=True, check=True)
+        if a.unwritten:
+            subprocess.run(["fallocate", "-l", f"{a.size_mb}M", img], check=True)
+        else:
+            # A fully written raw image: both sides read and overwrite the same allocated blocks.
+            subprocess.run(["fio", "--name=fill", f"--filename={img}", f"--size={a.size_mb}M", "--rw=write",
+                            "--bs=1M", "--ioengine=io_uring", "--direct=1"], capture_output=True, check=True)
         for transport in transports:
             d, cmd = start_daemon(daemon, img, transport, tmp, a.shadow_doorbells)
             cmd[0] = tools[cmd[0]]
             try:
-                for name, rw, _, bs, qd in CASES:
+                for name, rw, _, bs, qd in cases:
                     rows.append({"case": name, "transport": transport,
                                  "qzns": run_load(cmd, rw, bs, qd, a.seconds, d.pid)})
             finally:
                 d.terminate()
                 d.wait(timeout=30)
         fio = {}
-        for name, _, fio_rw, bs, qd in CASES:
+        for name, _, fio_rw, bs, qd in cases:
             fio[name] = run_fio(img, fio_rw, bs, qd, a.seconds)
         for row in rows:
             row["fio"] = fio[row["case"]]
