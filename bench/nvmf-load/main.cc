@@ -18,10 +18,13 @@
 #include <thread>
 #include <vector>
 
+#include "bench/load/queue.h"
+#include "bench/load/report.h"
+#include "bench/load/run-options.h"
+#include "bench/load/stats.h"
 #include "bench/nvmf-load/conn.h"
-#include "bench/nvmf-load/queue.h"
 #include "bench/nvmf-load/session.h"
-#include "bench/nvmf-load/stats.h"
+#include "bench/nvmf-load/tcp-port.h"
 
 using namespace qzns::load;
 
@@ -34,16 +37,11 @@ struct Target {
     Geometry g;
 };
 
-struct Options {
+struct Options : RunOptions {
     std::vector<Target> targets;
-    uint32_t nsid = 1;
     uint32_t hosts = 1, queues = 1;
-    uint32_t zones_per_queue = 0;
-    double runtime = 10;
-    uint64_t seed = 1;
-    std::string json_path, save_model, verify_model;
+    std::string save_model, verify_model;
     bool corrupt_model = false;
-    Workload w;
 };
 
 struct Host {
@@ -60,23 +58,12 @@ void Usage() {
             "usage: qzns-nvmf-load --target ADDR:PORT:NQN [--target ...] [options]\n"
             "  --hosts N            hosts, each its own host NQN and controller (default 1)\n"
             "  --queues N           I/O queues (connections) per host (default 1)\n"
-            "  --qd N               commands in flight per queue (default 32)\n"
-            "  --bs BYTES           bytes per write/append/read (default 4096)\n"
-            "  --runtime SECONDS    how long to run (default 10)\n"
-            "  --rw MODE            mixed (default: the verified zoned mix), or randread, randwrite,\n"
-            "                       seqwrite over a namespace without zones (not verified)\n"
-            "  --zones-per-queue N  zones each queue owns (default: all zones / queues)\n"
-            "  --read-pct N         share of random reads of acknowledged data (default 30)\n"
-            "  --append-pct N       share of zones filled with Zone Append (default 50)\n"
-            "  --appends-per-zone N appends in flight per zone (default 8)\n"
-            "  --report-ms N        Report Zones period per queue (default 500)\n"
-            "  --nsid N             namespace (default 1)\n"
-            "  --seed N             random seed (default 1)\n"
-            "  --json FILE          write the summary there too\n"
+            "%s"
             "  --save-model FILE    at the end, save what every zone must hold\n"
             "  --verify-model FILE  write nothing: read back and check a saved model, then exit\n"
             "  --corrupt-model      with --verify-model: alter one block of the model first (the\n"
-            "                       run must then report a verify failure)\n");
+            "                       run must then report a verify failure)\n",
+            kRunOptionsUsage);
 }
 
 bool ParseTarget(const char* s, Target* t) {
@@ -136,7 +123,8 @@ void RunHost(const Options& o, Host& h, Stats& st) {
                     broken = true;
                     return;
                 }
-                if (!h.queues[q]->Run(c, g_stop, broken)) broken = true;
+                TcpQueuePort port(c, h.target->g);
+                if (!h.queues[q]->Run(port, g_stop, broken)) broken = true;
             });
         }
         for (auto& t : threads) t.join();
@@ -218,45 +206,24 @@ bool LoadModel(const Options& o, std::vector<Host>& hosts) {
     return true;
 }
 
-std::string StatusMap(const std::array<std::atomic<uint64_t>, 0x800>& a) {
-    std::string s = "{";
-    for (size_t i = 0; i < a.size(); i++) {
-        const uint64_t n = a[i].load();
-        if (!n) continue;
-        char b[48];
-        snprintf(b, sizeof(b), "%s\"0x%03zx\": %llu", s.size() > 1 ? ", " : "", i, static_cast<unsigned long long>(n));
-        s += b;
-    }
-    return s + "}";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     Options o;
-    enum { kTarget = 256, kHosts, kQueues, kQd, kBs, kRuntime, kZpq, kReadPct, kAppendPct, kAppendsPerZone,
-           kReportMs, kNsid, kSeed, kJson, kSave, kVerify, kCorrupt, kRw, kHelp };
-    static const option longopts[] = {
+    enum { kTarget = 256, kHosts, kQueues, kSave, kVerify, kCorrupt, kHelp };
+    const std::vector<option> own = {
         {"target", required_argument, nullptr, kTarget}, {"hosts", required_argument, nullptr, kHosts},
-        {"queues", required_argument, nullptr, kQueues}, {"qd", required_argument, nullptr, kQd},
-        {"bs", required_argument, nullptr, kBs}, {"runtime", required_argument, nullptr, kRuntime},
-        {"zones-per-queue", required_argument, nullptr, kZpq}, {"read-pct", required_argument, nullptr, kReadPct},
-        {"append-pct", required_argument, nullptr, kAppendPct},
-        {"appends-per-zone", required_argument, nullptr, kAppendsPerZone},
-        {"report-ms", required_argument, nullptr, kReportMs}, {"nsid", required_argument, nullptr, kNsid},
-        {"seed", required_argument, nullptr, kSeed}, {"json", required_argument, nullptr, kJson},
-        {"save-model", required_argument, nullptr, kSave}, {"verify-model", required_argument, nullptr, kVerify},
-        {"corrupt-model", no_argument, nullptr, kCorrupt}, {"rw", required_argument, nullptr, kRw},
+        {"queues", required_argument, nullptr, kQueues}, {"save-model", required_argument, nullptr, kSave},
+        {"verify-model", required_argument, nullptr, kVerify}, {"corrupt-model", no_argument, nullptr, kCorrupt},
         {"help", no_argument, nullptr, kHelp},
-        {nullptr, 0, nullptr, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, nullptr)) != -1) {
-        const unsigned long v = optarg ? std::strtoul(optarg, nullptr, 0) : 0;
+    };
+    const int rc = ParseCommandLine(argc, argv, own, &o, [&](int c, const char* arg) {
+        const unsigned long v = arg ? std::strtoul(arg, nullptr, 0) : 0;
         switch (c) {
             case kTarget: {
                 Target t;
-                if (!ParseTarget(optarg, &t)) {
-                    fprintf(stderr, "bad --target '%s' (ADDR:PORT:NQN)\n", optarg);
+                if (!ParseTarget(arg, &t)) {
+                    fprintf(stderr, "bad --target '%s' (ADDR:PORT:NQN)\n", arg);
                     return 2;
                 }
                 o.targets.push_back(t);
@@ -264,35 +231,14 @@ int main(int argc, char** argv) {
             }
             case kHosts: o.hosts = static_cast<uint32_t>(v); break;
             case kQueues: o.queues = static_cast<uint32_t>(v); break;
-            case kQd: o.w.qd = static_cast<uint32_t>(v); break;
-            case kBs: o.w.bs = static_cast<uint32_t>(v); break;
-            case kRuntime: o.runtime = std::strtod(optarg, nullptr); break;
-            case kZpq: o.zones_per_queue = static_cast<uint32_t>(v); break;
-            case kReadPct: o.w.read_pct = static_cast<uint32_t>(v); break;
-            case kAppendPct: o.w.append_pct = static_cast<uint32_t>(v); break;
-            case kAppendsPerZone: o.w.appends_per_zone = static_cast<uint32_t>(v); break;
-            case kReportMs: o.w.report_ms = static_cast<uint32_t>(v); break;
-            case kNsid: o.nsid = static_cast<uint32_t>(v); break;
-            case kSeed: o.seed = v; break;
-            case kJson: o.json_path = optarg; break;
-            case kSave: o.save_model = optarg; break;
-            case kVerify: o.verify_model = optarg; o.w.verify_only = true; break;
+            case kSave: o.save_model = arg; break;
+            case kVerify: o.verify_model = arg; o.w.verify_only = true; break;
             case kCorrupt: o.corrupt_model = true; break;
-            case kRw: {
-                const std::string m = optarg;
-                if (m == "mixed") o.w.rw = Rw::kMixed;
-                else if (m == "randread") o.w.rw = Rw::kRandRead;
-                else if (m == "randwrite") o.w.rw = Rw::kRandWrite;
-                else if (m == "seqwrite") o.w.rw = Rw::kSeqWrite;
-                else {
-                    fprintf(stderr, "bad --rw '%s'\n", optarg);
-                    return 2;
-                }
-                break;
-            }
             default: Usage(); return c == kHelp ? 0 : 2;
         }
-    }
+        return -1;
+    });
+    if (rc >= 0) return rc;
     if (o.targets.empty() || o.hosts == 0 || o.queues == 0 || o.w.qd == 0 || o.w.qd > 1024 || o.w.bs == 0) {
         Usage();
         return 2;
@@ -327,25 +273,11 @@ int main(int argc, char** argv) {
         const Geometry& g = o.targets[t].g;
         uint32_t nq = 0;
         for (const Host& h : hosts) nq += h.target == &o.targets[t] ? o.queues : 0;
-        if (o.w.rw != Rw::kMixed) {
-            // Benchmark patterns: each queue gets one equal LBA range, seen as one big zone.
-            uint32_t next = 0;
-            for (Host& h : hosts) {
-                if (h.target != &o.targets[t]) continue;
-                for (uint32_t q = 0; q < o.queues; q++, next++) {
-                    auto w = std::make_unique<QueueWorker>(o.w, h.target->g, st, Mix64(o.seed * 1000003 + next));
-                    Zone z;
-                    z.cap = g.nsze / nq;
-                    z.zslba = next * z.cap;
-                    z.phase = Phase::kFill;
-                    w->zones.push_back(std::move(z));
-                    h.queues.push_back(std::move(w));
-                }
-            }
-            continue;
-        }
-        const uint32_t zpq = o.w.verify_only ? g.nzones() : o.zones_per_queue ? o.zones_per_queue : g.nzones() / nq;
-        if (zpq == 0 || uint64_t{zpq} * nq > g.nzones()) {
+        const uint32_t zpq = o.w.rw != Rw::kMixed ? 0
+                             : o.w.verify_only    ? g.nzones()
+                             : o.zones_per_queue  ? o.zones_per_queue
+                                                  : g.nzones() / nq;
+        if (o.w.rw == Rw::kMixed && (zpq == 0 || uint64_t{zpq} * nq > g.nzones())) {
             fprintf(stderr, "nvmf-load: %s has %u zones, not enough for %u queues x %u zones\n",
                     o.targets[t].nqn.c_str(), g.nzones(), nq, zpq);
             return 2;
@@ -353,16 +285,9 @@ int main(int argc, char** argv) {
         uint32_t next = 0;
         for (Host& h : hosts) {
             if (h.target != &o.targets[t]) continue;
-            for (uint32_t q = 0; q < o.queues; q++) {
+            for (uint32_t q = 0; q < o.queues; q++, next++) {
                 auto w = std::make_unique<QueueWorker>(o.w, h.target->g, st, Mix64(o.seed * 1000003 + next));
-                for (uint32_t i = 0; i < zpq; i++) {
-                    Zone z;
-                    z.zslba = uint64_t{next * zpq + i} * g.zsze;
-                    z.gen = static_cast<uint32_t>(Mix64(o.seed ^ z.zslba) | 1);
-                    if (o.w.verify_only) z.phase = Phase::kDone;
-                    w->zones.push_back(std::move(z));
-                }
-                next++;
+                w->TakeShare(next, nq, zpq, o.seed);
                 h.queues.push_back(std::move(w));
             }
         }
@@ -375,58 +300,15 @@ int main(int argc, char** argv) {
     std::vector<std::thread> threads;
     for (Host& h : hosts) threads.emplace_back([&] { RunHost(o, h, st); });
 
-    // One line per second; the series goes into the summary too.
-    LatencyHistogram::Snapshot prev{}, cur{};
-    std::string series;
-    uint64_t prev_ops = 0, prev_bytes = 0;
-    const uint64_t start = NowNs();
-    uint64_t tick = start;
     std::atomic<int> alive{static_cast<int>(threads.size())};
     std::thread waiter([&] {
         for (auto& t : threads) t.join();
         alive = 0;
     });
-    for (int sec = 1; alive.load(); sec++) {
-        tick += 1000000000ull;
-        while (NowNs() < tick && alive.load()) usleep(20000);
-        if (!o.w.verify_only && NowNs() - start >= static_cast<uint64_t>(o.runtime * 1e9)) g_stop = true;
-        uint64_t ops = 0;
-        for (auto& n : st.ops) ops += n.load();
-        const uint64_t bytes = st.bytes_written.load() + st.bytes_read.load();
-        st.lat.Read(&cur);
-        uint64_t unexpected = 0, expected = 0;
-        for (size_t i = 0; i < st.unexpected_status.size(); i++)
-        {
-            unexpected += st.unexpected_status[i].load();
-            expected += st.expected_status[i].load();
-        }
-        const double p50 = LatencyHistogram::Percentile(cur, prev, 50) / 1e3,
-                     p99 = LatencyHistogram::Percentile(cur, prev, 99) / 1e3;
-        printf("t=%d iops=%llu MB/s=%.1f p50_us=%.0f p99_us=%.0f expected_err=%llu unexpected=%llu verify_fail=%llu "
-               "drops=%llu reconnects=%llu faults=%llu\n",
-               sec, static_cast<unsigned long long>(ops - prev_ops), (bytes - prev_bytes) / 1e6, p50, p99,
-               static_cast<unsigned long long>(expected), static_cast<unsigned long long>(unexpected),
-               static_cast<unsigned long long>(st.verify_failures.load()),
-               static_cast<unsigned long long>(st.conn_drops.load()), static_cast<unsigned long long>(st.reconnects.load()),
-               static_cast<unsigned long long>(st.faults_learned.load()));
-        fflush(stdout);
-        char b[128];
-        snprintf(b, sizeof(b), "%s{\"t\": %d, \"iops\": %llu, \"p50_us\": %.0f, \"p99_us\": %.0f}",
-                 series.empty() ? "" : ", ", sec, static_cast<unsigned long long>(ops - prev_ops), p50, p99);
-        series += b;
-        prev = cur;
-        prev_ops = ops;
-        prev_bytes = bytes;
-    }
+    const RunReport r = ReportEverySecond(st, o.w.verify_only ? -1 : o.runtime, g_stop, alive);
     waiter.join();
-    const double elapsed = (NowNs() - start) / 1e9;
     if (!o.save_model.empty()) SaveModel(o.save_model, hosts, o);
 
-    LatencyHistogram::Snapshot zero{};
-    st.lat.Read(&cur);
-    uint64_t total = 0, unexpected = 0;
-    for (auto& n : st.ops) total += n.load();
-    for (auto& n : st.unexpected_status) unexpected += n.load();
     std::string faulted;
     for (const Host& h : hosts)
         for (const auto& q : h.queues)
@@ -439,28 +321,9 @@ int main(int argc, char** argv) {
                     faulted += b;
                 }
     std::ostringstream j;
-    j << "{\"elapsed_s\": " << elapsed << ", \"hosts\": " << o.hosts << ", \"queues\": " << o.queues
-      << ", \"qd\": " << o.w.qd << ", \"bs\": " << o.w.bs << ", \"ops\": {";
-    for (int k = 0; k < kOpKinds; k++) j << (k ? ", " : "") << "\"" << kOpNames[k] << "\": " << st.ops[k].load();
-    j << "}, \"iops\": " << static_cast<uint64_t>(total / elapsed) << ", \"bytes_written\": " << st.bytes_written.load()
-      << ", \"bytes_read\": " << st.bytes_read.load() << ", \"bytes_verified\": " << st.bytes_verified.load()
-      << ", \"verify_failures\": " << st.verify_failures.load()
-      << ", \"lost_acknowledged_bytes\": " << st.lost_bytes.load()
-      << ", \"append_lba_errors\": " << st.append_lba_errors.load()
-      << ", \"report_checks\": " << st.report_checks.load()
-      << ", \"report_mismatches\": " << st.report_mismatches.load()
-      << ", \"faults_learned\": " << st.faults_learned.load() << ", \"faulted_zones\": [" << faulted << "]"
-      << ", \"expected_statuses\": " << StatusMap(st.expected_status)
-      << ", \"unexpected_statuses\": " << StatusMap(st.unexpected_status)
-      << ", \"conn_drops\": " << st.conn_drops.load() << ", \"reconnects\": " << st.reconnects.load()
-      << ", \"connect_failures\": " << st.connect_failures.load() << ", \"aborted\": " << st.aborted.load()
-      << ", \"latency_us\": {\"p50\": " << LatencyHistogram::Percentile(cur, zero, 50) / 1e3
-      << ", \"p99\": " << LatencyHistogram::Percentile(cur, zero, 99) / 1e3
-      << ", \"p999\": " << LatencyHistogram::Percentile(cur, zero, 99.9) / 1e3 << "}"
-      << ", \"per_second\": [" << series << "]}";
+    j << "{\"hosts\": " << o.hosts << ", \"queues\": " << o.queues << ", \"qd\": " << o.w.qd << ", \"bs\": " << o.w.bs
+      << ", " << SummaryFields(st, r) << ", \"faulted_zones\": [" << faulted << "]}";
     printf("%s\n", j.str().c_str());
     if (!o.json_path.empty()) std::ofstream(o.json_path) << j.str() << "\n";
-    const bool ok = total > 0 && unexpected == 0 && st.verify_failures.load() == 0 &&
-                    st.report_mismatches.load() == 0 && st.append_lba_errors.load() == 0;
-    return ok ? 0 : 1;
+    return RunPassed(st) ? 0 : 1;
 }

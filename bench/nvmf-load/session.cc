@@ -9,14 +9,16 @@ namespace qzns::load {
 
 namespace tcp = nvmf::tcp;
 
-void MakeSqe(uint8_t* s, uint8_t opcode, uint16_t cid, uint32_t nsid, uint32_t len, bool in_capsule) {
-    std::memset(s, 0, 64);
-    s[0] = opcode;
+void SetSgl(uint8_t* s, uint32_t len, bool in_capsule) {
     s[1] = 0x40;  // PSDT: SGL, the only kind NVMe over Fabrics has
-    PutLe(s + 2, cid, 2);
-    PutLe(s + 4, nsid, 4);
+    PutLe(s + 24, 0, 8);
     PutLe(s + 32, len, 4);
     s[39] = in_capsule ? 0x01 : 0x5a;
+}
+
+void MakeSqe(uint8_t* s, uint8_t opcode, uint16_t cid, uint32_t nsid, uint32_t len, bool in_capsule) {
+    NewSqe(s, opcode, cid, nsid);
+    SetSgl(s, len, in_capsule);
 }
 
 bool Session::Exec(uint8_t* sqe, const std::vector<uint8_t>& out, std::vector<uint8_t>* in,
@@ -119,21 +121,16 @@ bool Session::Identify(uint32_t nsid, Geometry* g, std::string* err) {
         return true;
     };
     if (!identify(0x01, 0, 0)) return false;
-    const uint32_t ioccsz = static_cast<uint32_t>(GetLe(&d[1792], 4));
-    g->icd = ioccsz * 16 > 64 ? ioccsz * 16 - 64 : 0;
-    const uint8_t mdts = d[77];
-    g->max_xfer = mdts ? (4096u << mdts) : 0;
+    GeometryFromController(d.data(), g);
     if (!identify(0x00, 0, nsid)) return false;
-    g->nsid = nsid;
-    g->nsze = GetLe(&d[0], 8);
-    const uint8_t fmt = d[26] & 0x0f;
-    g->lba_size = 1u << d[128 + 4 * fmt + 2];
+    GeometryFromNamespace(d.data(), nsid, g);
+    const uint8_t flbas = d[26];
     if (!identify(0x05, 0x02, nsid)) {
         g->zsze = 0;  // not a zoned namespace
         err->clear();
         return true;
     }
-    g->zsze = GetLe(&d[2816 + 16 * fmt], 8);
+    GeometryFromZoned(d.data(), flbas, g);
     return true;
 }
 

@@ -1,4 +1,4 @@
-#include "bench/nvmf-load/queue.h"
+#include "bench/load/queue.h"
 
 #include <time.h>
 
@@ -7,8 +7,6 @@
 #include <cstring>
 
 namespace qzns::load {
-
-namespace tcp = nvmf::tcp;
 
 namespace {
 
@@ -36,14 +34,32 @@ bool QueueWorker::finished() const {
     return true;
 }
 
+void QueueWorker::TakeShare(uint32_t index, uint32_t count, uint32_t zones_per_queue, uint64_t seed) {
+    if (w_.rw != Rw::kMixed) {
+        Zone z;
+        z.cap = g_.nsze / count;
+        z.zslba = index * z.cap;
+        z.phase = Phase::kFill;
+        zones.push_back(std::move(z));
+        return;
+    }
+    for (uint32_t i = 0; i < zones_per_queue; i++) {
+        Zone z;
+        z.zslba = uint64_t{index * zones_per_queue + i} * g_.zsze;
+        z.gen = static_cast<uint32_t>(Mix64(seed ^ z.zslba) | 1);
+        if (w_.verify_only) z.phase = Phase::kDone;
+        zones.push_back(std::move(z));
+    }
+}
+
 int QueueWorker::FreeSlot() const {
     for (size_t i = 0; i < slots_.size(); i++)
         if (!slots_[i].busy) return static_cast<int>(i);
     return -1;
 }
 
-bool QueueWorker::Run(Conn& c, const std::atomic<bool>& stop, const std::atomic<bool>& broken) {
-    c_ = &c;
+bool QueueWorker::Run(QueuePort& port, const std::atomic<bool>& stop, const std::atomic<bool>& broken) {
+    port_ = &port;
     slots_.assign(w_.qd, Slot{});
     busy_ = 0;
     report_busy_ = false;
@@ -62,7 +78,7 @@ bool QueueWorker::Run(Conn& c, const std::atomic<bool>& stop, const std::atomic<
             if (!stop_at) stop_at = NowNs();
             if (busy_ == 0) break;
             if (NowNs() - stop_at > 60'000'000'000ull) {
-                fprintf(stderr, "nvmf-load: %u commands did not complete within 60 s\n", busy_);
+                fprintf(stderr, "load: %u commands did not complete within 60 s\n", busy_);
                 ok = false;
                 break;
             }
@@ -83,9 +99,9 @@ bool QueueWorker::Run(Conn& c, const std::atomic<bool>& stop, const std::atomic<
                 }
             }
         }
-        if (!c.Poll(busy_ ? 100 : 10, [&](const RxPdu& p) { OnPdu(p); })) {
+        if (!port.Poll(busy_ ? 100 : 10, *this)) {
             if (!stopping || busy_) {
-                fprintf(stderr, "nvmf-load: connection lost: %s\n", c.error().c_str());
+                fprintf(stderr, "load: queue lost: %s\n", port.error().c_str());
                 st_.conn_drops.fetch_add(1);
             }
             ok = false;
@@ -93,7 +109,7 @@ bool QueueWorker::Run(Conn& c, const std::atomic<bool>& stop, const std::atomic<
         }
     }
     AbortAll();
-    c_ = nullptr;
+    port_ = nullptr;
     return ok;
 }
 
@@ -252,13 +268,11 @@ void QueueWorker::IssueRw(OpKind kind, uint32_t zi, uint64_t off, uint32_t nlb) 
     if (next_tag_ == 0 || next_tag_ >= (1u << 31)) next_tag_ = 1;
     z.inflight++;
     busy_++;
-    const bool in_capsule = kind != OpKind::kRead && len <= g_.icd;
     uint8_t sqe[64];
-    MakeSqe(sqe, opcode, static_cast<uint16_t>(si), g_.nsid, len, in_capsule);
+    NewSqe(sqe, opcode, static_cast<uint16_t>(si), g_.nsid);
     PutLe(sqe + 40, slba, 8);
     PutLe(sqe + 48, nlb - 1, 2);
-    uint8_t* d = c_->PutCapsule(sqe, in_capsule ? len : 0);
-    if (d) FillData(s, 0, len, d);
+    port_->Submit(sqe, len, kind == OpKind::kRead ? DataDir::kFromController : DataDir::kToController, *this);
 }
 
 void QueueWorker::IssueReset(uint32_t zi) {
@@ -269,10 +283,10 @@ void QueueWorker::IssueReset(uint32_t zi) {
     z.inflight++;
     busy_++;
     uint8_t sqe[64];
-    MakeSqe(sqe, kOpZoneSend, static_cast<uint16_t>(si), g_.nsid, 0, false);
+    NewSqe(sqe, kOpZoneSend, static_cast<uint16_t>(si), g_.nsid);
     PutLe(sqe + 40, z.zslba, 8);
     sqe[52] = kZsaReset;
-    c_->PutCapsule(sqe, 0);
+    port_->Submit(sqe, 0, DataDir::kNone, *this);
 }
 
 // One Report Zones over this queue's zones; the zones quiet now are frozen (no new command)
@@ -286,14 +300,14 @@ void QueueWorker::IssueReport() {
     report_.clear();
     for (Zone& z : zones) z.frozen = z.inflight == 0;
     uint8_t sqe[64];
-    MakeSqe(sqe, kOpZoneRecv, static_cast<uint16_t>(si), g_.nsid, len, false);
+    NewSqe(sqe, kOpZoneRecv, static_cast<uint16_t>(si), g_.nsid);
     PutLe(sqe + 40, zones[0].zslba, 8);
     PutLe(sqe + 48, len / 4 - 1, 4);
     PutLe(sqe + 52, 1u << 16, 4);  // ZRA Report Zones, all states, partial report
-    c_->PutCapsule(sqe, 0);
+    port_->Submit(sqe, len, DataDir::kFromController, *this);
 }
 
-void QueueWorker::FillData(const Slot& s, uint32_t byte_off, uint32_t len, uint8_t* dst) {
+void QueueWorker::FillSlot(const Slot& s, uint32_t byte_off, uint32_t len, uint8_t* dst) {
     const Zone& z = zones[s.zone];
     const uint32_t bsz = g_.lba_size;
     while (len > 0) {
@@ -311,41 +325,26 @@ void QueueWorker::FillData(const Slot& s, uint32_t byte_off, uint32_t len, uint8
     }
 }
 
-void QueueWorker::OnPdu(const RxPdu& p) {
-    const uint16_t cid = static_cast<uint16_t>(GetLe(p.hdr + 8, 2));
-    if (p.type == static_cast<uint8_t>(tcp::PduType::kCapsuleResp)) {
-        const uint8_t* cqe = p.hdr + 8;
-        Complete(static_cast<uint16_t>(GetLe(cqe + 12, 2)), StatusOf(cqe), GetLe(cqe, 8));
-        return;
-    }
-    if (cid >= slots_.size() || !slots_[cid].busy) {
-        fprintf(stderr, "nvmf-load: PDU type %u for unknown command %u\n", p.type, cid);
-        st_.unexpected_status[0x7ff].fetch_add(1);
-        return;
-    }
-    Slot& s = slots_[cid];
-    if (p.type == static_cast<uint8_t>(tcp::PduType::kR2T)) {
-        OnR2t(s, cid, static_cast<uint16_t>(GetLe(p.hdr + 10, 2)), static_cast<uint32_t>(GetLe(p.hdr + 12, 4)),
-              static_cast<uint32_t>(GetLe(p.hdr + 16, 4)));
-    } else if (p.type == static_cast<uint8_t>(tcp::PduType::kC2HData)) {
-        const uint32_t datao = static_cast<uint32_t>(GetLe(p.hdr + 12, 4));
-        if (s.kind == OpKind::kReport) {
-            if (report_.size() < datao + p.data_len) report_.resize(datao + p.data_len);
-            std::memcpy(report_.data() + datao, p.data, p.data_len);
-            s.received += p.data_len;
-        } else {
-            OnReadData(s, datao, p.data, p.data_len);
-        }
-        if (p.flags & tcp::kFlagDataSuccess) Complete(cid, 0, 0);
-    }
+QueueWorker::Slot* QueueWorker::BusySlot(uint16_t cid, const char* what) {
+    if (cid < slots_.size() && slots_[cid].busy) return &slots_[cid];
+    fprintf(stderr, "load: %s for unknown command %u\n", what, cid);
+    st_.unexpected_status[0x7ff].fetch_add(1);
+    return nullptr;
 }
 
-void QueueWorker::OnR2t(Slot& s, uint16_t cid, uint16_t ttag, uint32_t r2to, uint32_t r2tl) {
-    const uint32_t chunk = c_->max_h2c_data() ? c_->max_h2c_data() : r2tl;
-    for (uint32_t o = 0; o < r2tl; o += chunk) {
-        const uint32_t n = std::min(chunk, r2tl - o);
-        uint8_t* d = c_->PutH2CData(cid, ttag, r2to + o, n, o + n == r2tl);
-        FillData(s, r2to + o, n, d);
+void QueueWorker::FillData(uint16_t cid, uint32_t off, uint32_t len, uint8_t* dst) {
+    if (Slot* s = BusySlot(cid, "data request")) FillSlot(*s, off, len, dst);
+}
+
+void QueueWorker::ReadData(uint16_t cid, uint32_t off, const uint8_t* data, uint32_t len) {
+    Slot* s = BusySlot(cid, "data");
+    if (!s) return;
+    if (s->kind == OpKind::kReport) {
+        if (report_.size() < off + len) report_.resize(off + len);
+        std::memcpy(report_.data() + off, data, len);
+        s->received += len;
+    } else {
+        OnReadData(*s, off, data, len);
     }
 }
 
@@ -364,7 +363,7 @@ void QueueWorker::OnReadData(Slot& s, uint32_t datao, const uint8_t* data, uint3
             FillBlock(scratch_.data(), bsz, z.zslba, z.gen, BlockTag(id), BlockIdx(id));
             if (std::memcmp(scratch_.data() + in, data, n) != 0) {
                 if (st_.verify_failures.fetch_add(1) < 10)
-                    fprintf(stderr, "nvmf-load: VERIFY FAILURE zone 0x%llx lba 0x%llx (gen %u tag %u idx %u)\n",
+                    fprintf(stderr, "load: VERIFY FAILURE zone 0x%llx lba 0x%llx (gen %u tag %u idx %u)\n",
                             static_cast<unsigned long long>(z.zslba), static_cast<unsigned long long>(z.zslba + off),
                             z.gen, BlockTag(id), BlockIdx(id));
                 st_.lost_bytes.fetch_add(n);
@@ -404,18 +403,15 @@ bool QueueWorker::ZoneError(Zone& z, OpKind kind, uint16_t status) {
     }
     (expected ? st_.expected_status : st_.unexpected_status)[status].fetch_add(1);
     if (!expected)
-        fprintf(stderr, "nvmf-load: unexpected status 0x%03x for %s in zone 0x%llx\n", status,
+        fprintf(stderr, "load: unexpected status 0x%03x for %s in zone 0x%llx\n", status,
                 kOpNames[static_cast<int>(kind)], static_cast<unsigned long long>(z.zslba));
     return expected;
 }
 
 void QueueWorker::Complete(uint16_t cid, uint16_t status, uint64_t result) {
-    if (cid >= slots_.size() || !slots_[cid].busy) {
-        fprintf(stderr, "nvmf-load: completion for unknown command %u\n", cid);
-        st_.unexpected_status[0x7ff].fetch_add(1);
-        return;
-    }
-    Slot& s = slots_[cid];
+    Slot* sp = BusySlot(cid, "completion");
+    if (!sp) return;
+    Slot& s = *sp;
     if (status == kStAbortSqDeleted) {
         // A target that is deleting the queue (its export is being removed, the association
         // torn down) answers what it will not run with this retryable status, as a host's
@@ -436,7 +432,7 @@ void QueueWorker::Complete(uint16_t cid, uint16_t status, uint64_t result) {
         report_busy_ = false;
         if (status != 0) {
             st_.unexpected_status[status].fetch_add(1);
-            fprintf(stderr, "nvmf-load: Report Zones failed: 0x%03x\n", status);
+            fprintf(stderr, "load: Report Zones failed: 0x%03x\n", status);
         } else {
             CheckReport();
         }
@@ -473,7 +469,7 @@ void QueueWorker::Complete(uint16_t cid, uint16_t status, uint64_t result) {
             for (uint32_t i = 0; good && i < s.nlb; i++) good = z.blk[result - z.zslba + i] == 0;
             if (!good) {
                 st_.append_lba_errors.fetch_add(1);
-                fprintf(stderr, "nvmf-load: append to zone 0x%llx got LBA 0x%llx (%u blocks), not a free range\n",
+                fprintf(stderr, "load: append to zone 0x%llx got LBA 0x%llx (%u blocks), not a free range\n",
                         static_cast<unsigned long long>(z.zslba), static_cast<unsigned long long>(result), s.nlb);
                 z.dirty = true;
                 break;
@@ -487,7 +483,7 @@ void QueueWorker::Complete(uint16_t cid, uint16_t status, uint64_t result) {
                 ZoneError(z, s.kind, status);
             } else if (s.received != bytes) {
                 st_.verify_failures.fetch_add(1);
-                fprintf(stderr, "nvmf-load: read of %u bytes returned %u\n", bytes, s.received);
+                fprintf(stderr, "load: read of %u bytes returned %u\n", bytes, s.received);
             } else {
                 st_.bytes_read.fetch_add(bytes, std::memory_order_relaxed);
             }
@@ -524,7 +520,7 @@ void QueueWorker::CheckReport() {
             const bool faulted = state == kZsOffline || state == kZsReadOnly;
             (faulted ? st_.expected_status : st_.unexpected_status)[kStZoneInvalidTransition].fetch_add(1);
             if (!faulted)
-                fprintf(stderr, "nvmf-load: reset of zone 0x%llx refused, but it is in state %x\n",
+                fprintf(stderr, "load: reset of zone 0x%llx refused, but it is in state %x\n",
                         static_cast<unsigned long long>(zslba), state);
         }
         if (state == kZsOffline || state == kZsReadOnly) {
@@ -557,7 +553,7 @@ void QueueWorker::CheckReport() {
         }
         if (!ok) {
             st_.report_mismatches.fetch_add(1);
-            fprintf(stderr, "nvmf-load: zone 0x%llx reported state %x wp 0x%llx cap %llu; model: %llu written of %llu\n",
+            fprintf(stderr, "load: zone 0x%llx reported state %x wp 0x%llx cap %llu; model: %llu written of %llu\n",
                     static_cast<unsigned long long>(zslba), state, static_cast<unsigned long long>(wp),
                     static_cast<unsigned long long>(zcap), static_cast<unsigned long long>(written),
                     static_cast<unsigned long long>(z.cap));
