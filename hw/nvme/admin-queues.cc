@@ -50,6 +50,7 @@ void Controller::CreateIoSq(Req& r) {
     uint16_t st = hooks_->CreateIoSq(IoSqParams{qid, qsize + 1, prp1, cqid, qprio});
     if (st != sc::kSuccess) { r.status = st; return; }
     pci_sqs_[qid] = cqid;
+    ReserveRequests(qid, qsize + 1);
 }
 
 // Base 2.0 5.8: PRP1 is the Shadow Doorbell buffer, PRP2 the EventIdx buffer, each one memory

@@ -46,10 +46,21 @@ Controller::Req* Controller::NewRequest(uint16_t qid) {
         util::MutexLock lk(pool.mu);
         r = pool.free;
         if (r) pool.free = r->next_free;
+        else pool.made++;
     }
     if (!r) return new Req();
     *r = Req{};
     return r;
+}
+
+void Controller::ReserveRequests(uint16_t qid, uint32_t n) {
+    RequestPool& pool = pools_[std::min<size_t>(qid, cfg_.max_io_queues)];
+    util::MutexLock lk(pool.mu);
+    for (; pool.made < n; pool.made++) {
+        Req* r = new Req();
+        r->next_free = pool.free;
+        pool.free = r;
+    }
 }
 
 void Controller::FreeRequest(Req* r) {

@@ -349,7 +349,11 @@ private:
     struct RequestPool {
         util::Mutex mu;  // submitting and completing threads of one queue
         Req* free GUARDED_BY(mu) = nullptr;
+        uint32_t made GUARDED_BY(mu) = 0;  // requests of this pool, free or in flight
     };
+    // Makes the pool of `qid` hold at least `n` requests: a PCI SQ of n entries gets them when
+    // it is created, so its first burst of n commands does not allocate them one by one.
+    void ReserveRequests(uint16_t qid, uint32_t n);
     std::unique_ptr<RequestPool[]> pools_;  // index: qid (0..max_io_queues)
 
     static constexpr unsigned kAerl = 3;

@@ -1,7 +1,7 @@
 #include "hw/vfio-user/nvme-dptr.h"
 
 #include <algorithm>
-#include <cstring>
+#include <iterator>
 
 namespace qzns::vfu {
 
@@ -9,74 +9,76 @@ using namespace dptr_sc;
 
 namespace {
 
-void AddSegment(std::vector<DmaSegment>& segs, uint64_t addr, uint64_t len, bool bucket) {
-    if (!segs.empty()) {
-        DmaSegment& last = segs.back();
-        if (last.bit_bucket == bucket && (bucket || last.addr + last.len == addr)) {
-            last.len += len;
-            return;
-        }
-    }
-    segs.push_back({addr, len, bucket});
-}
-
-DptrWalk Fail(uint16_t status) {
-    DptrWalk w;
-    w.status = status;
-    return w;
-}
+// Guest memory is read in chunks of this many bytes into the stack: a PRP list page or an
+// SGL segment of any size costs no allocation.
+constexpr size_t kChunkBytes = 4096;
 
 }  // namespace
 
-DptrWalk WalkPrp(DmaSpace& dma, uint64_t prp1, uint64_t prp2, uint64_t len, uint32_t page_size) {
-    DptrWalk w;
-    if (len == 0 || page_size < 4096 || (page_size & (page_size - 1))) return Fail(kInvalidField);
+bool DmaSegmentList::Add(uint64_t addr, uint64_t len, bool bucket) {
+    if (size_ > 0) {
+        DmaSegment& last = storage_[size_ - 1];
+        if (last.bit_bucket == bucket && (bucket || last.addr + last.len == addr)) {
+            last.len += len;
+            return true;
+        }
+    }
+    if (size_ == storage_.size()) return false;
+    storage_[size_++] = {addr, len, bucket};
+    return true;
+}
+
+uint16_t WalkPrp(DmaSpace& dma, uint64_t prp1, uint64_t prp2, uint64_t len, uint32_t page_size,
+                 DmaSegmentList& out) {
+    out.clear();
+    if (len == 0 || page_size < 4096 || (page_size & (page_size - 1))) return kInvalidField;
     const uint64_t mask = page_size - 1;
-    if (prp1 & 3) return Fail(kPrpOffsetInvalid);  // dword aligned (PCIe)
+    if (prp1 & 3) return kPrpOffsetInvalid;  // dword aligned (PCIe)
     uint64_t first = std::min<uint64_t>(len, page_size - (prp1 & mask));
-    AddSegment(w.segments, prp1, first, false);
+    if (!out.Add(prp1, first, false)) return kDataTransferError;
     uint64_t left = len - first;
-    if (left == 0) return w;
+    if (left == 0) return kSuccess;
     if (left <= page_size) {
-        if (prp2 & mask) return Fail(kPrpOffsetInvalid);
-        AddSegment(w.segments, prp2, left, false);
-        return w;
+        if (prp2 & mask) return kPrpOffsetInvalid;
+        return out.Add(prp2, left, false) ? kSuccess : kDataTransferError;
     }
     // PRP2 points to a PRP list; the last entry of each list page chains to the next page.
     uint64_t list = prp2;
-    if (list & 7) return Fail(kPrpOffsetInvalid);
+    if (list & 7) return kPrpOffsetInvalid;
     uint64_t entries_needed = (left + page_size - 1) / page_size;
-    std::vector<uint8_t> page(page_size);
+    uint64_t chunk[kChunkBytes / 8];
     while (entries_needed > 0) {
         uint64_t slots = (page_size - (list & mask)) / 8;
-        uint64_t take = std::min<uint64_t>(slots, entries_needed);
         bool chains = entries_needed > slots;  // the last slot then holds the next list pointer
-        uint64_t read_slots = chains ? slots : take;
-        if (!dma.Read(list, page.data(), read_slots * 8).ok()) return Fail(kDataTransferError);
-        uint64_t data_slots = chains ? slots - 1 : take;
-        for (uint64_t i = 0; i < data_slots; i++) {
-            uint64_t e;
-            std::memcpy(&e, page.data() + i * 8, 8);
-            if (e & mask) return Fail(kPrpOffsetInvalid);
-            uint64_t n = std::min<uint64_t>(left, page_size);
-            AddSegment(w.segments, e, n, false);
-            left -= n;
-            entries_needed--;
+        uint64_t data_slots = chains ? slots - 1 : entries_needed;
+        uint64_t read_slots = chains ? slots : data_slots;
+        uint64_t next = list;
+        for (uint64_t done = 0; done < read_slots;) {
+            uint64_t n = std::min<uint64_t>(read_slots - done, std::size(chunk));
+            if (!dma.Read(list + done * 8, chunk, n * 8).ok()) return kDataTransferError;
+            for (uint64_t i = 0; i < n; i++) {
+                uint64_t e = chunk[i];
+                if (e & mask) return kPrpOffsetInvalid;
+                if (done + i == data_slots) {  // only reached when the page chains
+                    next = e;
+                    break;
+                }
+                uint64_t m = std::min<uint64_t>(left, page_size);
+                if (!out.Add(e, m, false)) return kDataTransferError;
+                left -= m;
+                entries_needed--;
+            }
+            done += n;
         }
-        if (chains) {
-            uint64_t next;
-            std::memcpy(&next, page.data() + (slots - 1) * 8, 8);
-            if (next & mask) return Fail(kPrpOffsetInvalid);
-            list = next;
-        }
+        list = next;
     }
-    return w;
+    return kSuccess;
 }
 
-DptrWalk WalkSgl(DmaSpace& dma, const SglDescriptor& sgl1, uint64_t len, bool write_to_guest,
-                 uint32_t max_descriptors) {
-    DptrWalk w;
-    if (len == 0) return Fail(kInvalidField);
+uint16_t WalkSgl(DmaSpace& dma, const SglDescriptor& sgl1, uint64_t len, bool write_to_guest,
+                 DmaSegmentList& out, uint32_t max_descriptors) {
+    out.clear();
+    if (len == 0) return kInvalidField;
     uint64_t need = len;
     uint32_t read_descriptors = 0;
     // Data or bit bucket descriptor: consume up to `need` bytes of it.
@@ -86,50 +88,54 @@ DptrWalk WalkSgl(DmaSpace& dma, const SglDescriptor& sgl1, uint64_t len, bool wr
         uint64_t n = std::min<uint64_t>(d.length.get(), need);
         if (type == kSglTypeBitBucket) {
             if (!write_to_guest) return kSglDescriptorTypeInvalid;
-            if (n) AddSegment(w.segments, 0, n, true);
+            if (n && !out.Add(0, n, true)) return kInvalidNumberOfSglDescriptors;
         } else {
             if (d.addr.get() + n < d.addr.get()) return kInvalidField;
-            if (n) AddSegment(w.segments, d.addr.get(), n, false);
+            if (n && !out.Add(d.addr.get(), n, false)) return kInvalidNumberOfSglDescriptors;
         }
         need -= n;
         return kSuccess;
     };
     SglDescriptor cur = sgl1;
     bool last_segment_seen = false;
+    SglDescriptor chunk[kChunkBytes / sizeof(SglDescriptor)];
     for (;;) {
         uint8_t type = cur.sgl_identifier >> 4;
         if (type == kSglTypeDataBlock || type == kSglTypeBitBucket) {
             uint16_t st = take_data(cur);
-            if (st) return Fail(st);
+            if (st) return st;
             break;  // a data descriptor in SGL1 is the whole list
         }
-        if (type != kSglTypeSegment && type != kSglTypeLastSegment)
-            return Fail(kSglDescriptorTypeInvalid);
-        if (last_segment_seen) return Fail(kInvalidSglSegmentDescriptor);
-        if ((cur.sgl_identifier & 0xf) != 0) return Fail(kSglDescriptorTypeInvalid);
+        if (type != kSglTypeSegment && type != kSglTypeLastSegment) return kSglDescriptorTypeInvalid;
+        if (last_segment_seen) return kInvalidSglSegmentDescriptor;
+        if ((cur.sgl_identifier & 0xf) != 0) return kSglDescriptorTypeInvalid;
         uint32_t seg_len = cur.length.get();
-        if (seg_len == 0 || seg_len % sizeof(SglDescriptor)) return Fail(kInvalidSglSegmentDescriptor);
-        if (cur.addr.get() & 3) return Fail(kSglOffsetInvalid);
+        if (seg_len == 0 || seg_len % sizeof(SglDescriptor)) return kInvalidSglSegmentDescriptor;
+        if (cur.addr.get() & 3) return kSglOffsetInvalid;
         uint32_t count = seg_len / sizeof(SglDescriptor);
-        if (count > max_descriptors - read_descriptors) return Fail(kInvalidNumberOfSglDescriptors);
+        if (count > max_descriptors - read_descriptors) return kInvalidNumberOfSglDescriptors;
         read_descriptors += count;
-        std::vector<SglDescriptor> descs(count);
-        if (!dma.Read(cur.addr.get(), descs.data(), seg_len).ok()) return Fail(kDataTransferError);
+        const uint64_t seg_addr = cur.addr.get();
         last_segment_seen = type == kSglTypeLastSegment;
         bool chained = false;
-        for (uint32_t i = 0; i < count; i++) {
-            uint8_t t = descs[i].sgl_identifier >> 4;
-            if (t == kSglTypeSegment || t == kSglTypeLastSegment) {
-                // Only the last descriptor of a (non-last) segment may chain.
-                if (i != count - 1 || last_segment_seen) return Fail(kInvalidSglSegmentDescriptor);
-                cur = descs[i];
-                chained = true;
-                break;
+        for (uint32_t done = 0; done < count && !chained;) {
+            uint32_t n = std::min<uint32_t>(count - done, uint32_t(std::size(chunk)));
+            if (!dma.Read(seg_addr + uint64_t(done) * sizeof(SglDescriptor), chunk, n * sizeof(SglDescriptor)).ok())
+                return kDataTransferError;
+            for (uint32_t i = 0; i < n; i++) {
+                uint8_t t = chunk[i].sgl_identifier >> 4;
+                if (t == kSglTypeSegment || t == kSglTypeLastSegment) {
+                    // Only the last descriptor of a (non-last) segment may chain.
+                    if (done + i != count - 1 || last_segment_seen) return kInvalidSglSegmentDescriptor;
+                    cur = chunk[i];
+                    chained = true;
+                    break;
+                }
+                if (t != kSglTypeDataBlock && t != kSglTypeBitBucket) return kSglDescriptorTypeInvalid;
+                uint16_t st = take_data(chunk[i]);
+                if (st) return st;
             }
-            if (t != kSglTypeDataBlock && t != kSglTypeBitBucket)
-                return Fail(kSglDescriptorTypeInvalid);
-            uint16_t st = take_data(descs[i]);
-            if (st) return Fail(st);
+            done += n;
         }
         if (!chained) break;
         if (need == 0 && !last_segment_seen) {
@@ -137,11 +143,11 @@ DptrWalk WalkSgl(DmaSpace& dma, const SglDescriptor& sgl1, uint64_t len, bool wr
             break;
         }
     }
-    if (need != 0) return Fail(kDataSglLengthInvalid);
-    return w;
+    if (need != 0) return kDataSglLengthInvalid;
+    return kSuccess;
 }
 
-uint16_t CopyToGuest(DmaSpace& dma, const std::vector<DmaSegment>& segs, const void* src,
+uint16_t CopyToGuest(DmaSpace& dma, std::span<const DmaSegment> segs, const void* src,
                      uint64_t len) {
     const auto* p = static_cast<const uint8_t*>(src);
     for (const auto& s : segs) {
@@ -154,7 +160,7 @@ uint16_t CopyToGuest(DmaSpace& dma, const std::vector<DmaSegment>& segs, const v
     return len == 0 ? kSuccess : kDataTransferError;
 }
 
-uint16_t CopyFromGuest(DmaSpace& dma, const std::vector<DmaSegment>& segs, void* dst,
+uint16_t CopyFromGuest(DmaSpace& dma, std::span<const DmaSegment> segs, void* dst,
                        uint64_t len) {
     auto* p = static_cast<uint8_t*>(dst);
     for (const auto& s : segs) {

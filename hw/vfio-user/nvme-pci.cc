@@ -36,13 +36,15 @@ bool IsQuick(const nvme::SqeBytes& sqe) {
 
 uint32_t Distance(uint32_t from, uint32_t to, uint32_t entries) { return (to + entries - from) % entries; }
 
-// Set while this thread runs FetchAndSubmit: a completion delivered inline by Submit then
-// queues its SQ here instead of recursing.
-struct FetchInProgress {
-    const void* device;
-    std::vector<uint16_t>* pending;
-};
-thread_local FetchInProgress tls_fetch{nullptr, nullptr};
+// The device whose FetchAndSubmit this thread runs: a completion delivered inline by Submit
+// then marks its SQ for that loop instead of recursing.
+thread_local const void* tls_fetching_device = nullptr;
+
+// Bounce buffers grow in powers of two, so a buffer that carries mixed sizes grows few times.
+uint32_t BounceSize(uint32_t bytes) {
+    uint64_t p = std::max<uint64_t>(RoundUpPow2(bytes), 4096);
+    return p > UINT32_MAX ? bytes : uint32_t(p);
+}
 
 nvme::CqeBytes ErrorCqe(const nvme::SqeBytes& sqe, uint16_t status) {
     nvme::CqeBytes c{};
@@ -54,8 +56,18 @@ nvme::CqeBytes ErrorCqe(const nvme::SqeBytes& sqe, uint16_t status) {
 }
 }  // namespace
 
+NvmePciDevice::RequestPool::RequestPool(uint32_t entries) {
+    spare_bounce.reserve(entries);
+    for (uint32_t i = 0; i < entries; i++) {
+        Request& r = requests.emplace_back(this);
+        r.next = free;
+        free = &r;
+    }
+}
+
 NvmePciDevice::NvmePciDevice(NvmePciOptions opts)
     : opts_(opts), bar0_size_(RoundUpPow2(kRegsSize + 8ull * opts.max_queue_pairs)) {
+    fetch_wanted_.assign((opts_.max_queue_pairs + 63) / 64, 0);
     cfg_.SetIds(opts_.vendor_id, opts_.device_id, opts_.subsys_vendor_id, opts_.subsys_id, 0);
     cfg_.SetClass(0x010802);  // mass storage, non-volatile memory, NVMe I/O controller
     cfg_.SetMemoryBar(0, bar0_size_, true, false);
@@ -74,6 +86,10 @@ Result<std::unique_ptr<NvmePciDevice>> NvmePciDevice::Create(
         return Status::Error(EINVAL, "max_queue_pairs must be 2..4096");
     std::unique_ptr<NvmePciDevice> dev(new NvmePciDevice(opts));
     QZNS_ASSIGN(dev->ctrl_, subsys->CreatePciController(dev.get()));
+    // MDTS is in units of the minimum page size (4 KiB); 0 (no limit) gets 16 MiB's worth, and
+    // a scattered transfer beyond that fails with Data Transfer Error.
+    const uint8_t mdts = dev->ctrl_->config().mdts;
+    dev->seg_capacity_ = (mdts == 0 || mdts > 12) ? 4097 : (1u << mdts) + 1;
     return dev;
 }
 
@@ -215,7 +231,7 @@ bool NvmePciDevice::EnableAdminQueues(uint64_t asq, uint64_t acq, uint32_t sq_en
                                       uint32_t cq_entries) {
     util::MutexLock lk(mu_);
     if (dma_ == nullptr) return false;
-    sqs_.clear();
+    EraseAllSqsLocked();
     cqs_.clear();
     sqs_.insert_or_assign(0, Sq(0, asq, sq_entries, 0));
     cqs_.insert_or_assign(0, Cq(0, acq, cq_entries, true, 0));
@@ -240,7 +256,8 @@ uint16_t NvmePciDevice::CreateIoSq(const nvme::IoSqParams& p) {
     util::MutexLock lk(mu_);
     if (p.qid >= opts_.max_queue_pairs) return nvme::sc::kInvalidQueueIdentifier | nvme::sc::kDnr;
     if (!cqs_.count(p.cqid)) return nvme::sc::kCompletionQueueInvalid | nvme::sc::kDnr;
-    sqs_.insert_or_assign(p.qid, Sq(p.qid, p.prp1, p.entries, p.cqid));
+    if (auto it = sqs_.find(p.qid); it != sqs_.end()) EraseSqLocked(it);
+    sqs_.emplace(p.qid, Sq(p.qid, p.prp1, p.entries, p.cqid));
     if (ShadowedLocked(p.qid)) {
         WriteShadowLocked(8ull * p.qid, 0);
         WriteEventIdxLocked(8ull * p.qid, 0);
@@ -250,7 +267,7 @@ uint16_t NvmePciDevice::CreateIoSq(const nvme::IoSqParams& p) {
 
 void NvmePciDevice::DeleteIoSq(uint16_t qid) {
     util::MutexLock lk(mu_);
-    sqs_.erase(qid);
+    if (auto it = sqs_.find(qid); it != sqs_.end()) EraseSqLocked(it);
 }
 
 void NvmePciDevice::DeleteIoCq(uint16_t qid) {
@@ -260,10 +277,47 @@ void NvmePciDevice::DeleteIoCq(uint16_t qid) {
 
 void NvmePciDevice::ResetQueues() {
     util::MutexLock lk(mu_);
-    sqs_.clear();
+    EraseAllSqsLocked();
     cqs_.clear();
     dbbuf_ = {};  // a reset controller forgets the doorbell buffers (the host sends 7Ch again)
     epoch_++;
+}
+
+void NvmePciDevice::EraseSqLocked(std::map<uint16_t, Sq>::iterator it) {
+    RequestPool* pool = it->second.pool.get();
+    if (pool->outstanding > 0) {
+        pool->retired = true;
+        retired_pools_.push_back(std::move(it->second.pool));
+    }
+    sqs_.erase(it);
+}
+
+void NvmePciDevice::EraseAllSqsLocked() {
+    while (!sqs_.empty()) EraseSqLocked(sqs_.begin());
+}
+
+NvmePciDevice::Request* NvmePciDevice::AcquireLocked(RequestPool& pool) {
+    if (pool.free == nullptr) {
+        Request& r = pool.requests.emplace_back(&pool);  // more in flight than SQ entries
+        r.next = pool.free;
+        pool.free = &r;
+    }
+    Request* r = pool.free;
+    pool.free = r->next;
+    r->next = nullptr;
+    pool.outstanding++;
+    return r;
+}
+
+void NvmePciDevice::ReleaseLocked(Request* r) {
+    RequestPool* pool = r->pool;
+    if (r->bounce.data) pool->spare_bounce.push_back(std::move(r->bounce));
+    r->bounce = {};
+    r->next = pool->free;
+    pool->free = r;
+    if (--pool->outstanding == 0 && pool->retired) {
+        std::erase_if(retired_pools_, [pool](const std::unique_ptr<RequestPool>& p) { return p.get() == pool; });
+    }
 }
 
 uint16_t NvmePciDevice::SetDoorbellBuffer(uint64_t dbs, uint64_t eis, uint32_t page_size) {
@@ -328,35 +382,48 @@ void NvmePciDevice::RingSqDoorbell(uint16_t qid, uint32_t tail) {
 }
 
 void NvmePciDevice::FetchAndSubmit(uint16_t qid, std::optional<uint32_t> mmio_tail) {
-    if (tls_fetch.device == this) {  // inside Submit of an outer call on this thread
-        tls_fetch.pending->push_back(qid);
+    if (tls_fetching_device == this) {  // inside Submit of an outer call on this thread
+        util::MutexLock lk(mu_);
+        uint64_t& word = fetch_wanted_[qid / 64];
+        if (!(word & (1ull << (qid % 64)))) {
+            word |= 1ull << (qid % 64);
+            fetch_wanted_count_++;
+        }
         return;
     }
-    std::vector<uint16_t> pending{qid};
-    std::vector<Fetched> fetched;
-    const FetchInProgress outer = tls_fetch;
-    tls_fetch = {this, &pending};
-    while (!pending.empty()) {
-        uint64_t epoch;
+    const void* outer = tls_fetching_device;
+    tls_fetching_device = this;
+    for (bool first = true;; first = false) {
+        Batch batch;
         {
             util::MutexLock lk(mu_);
-            for (uint16_t q : pending) {
-                auto it = sqs_.find(q);
-                if (it != sqs_.end() && dma_ != nullptr) FetchLocked(it->second, q == qid ? mmio_tail : std::nullopt, fetched);
+            if (first) {
+                auto it = sqs_.find(qid);
+                if (it != sqs_.end() && dma_ != nullptr) FetchLocked(it->second, mmio_tail, batch);
             }
-            pending.clear();
-            mmio_tail.reset();
-            epoch = epoch_;
-            inflight_ += uint32_t(fetched.size());
-            stats_.commands += fetched.size();
+            for (size_t w = 0; fetch_wanted_count_ > 0 && w < fetch_wanted_.size(); w++) {
+                while (fetch_wanted_[w] != 0) {
+                    const int bit = __builtin_ctzll(fetch_wanted_[w]);
+                    fetch_wanted_[w] &= fetch_wanted_[w] - 1;
+                    fetch_wanted_count_--;
+                    auto it = sqs_.find(uint16_t(w * 64 + bit));
+                    if (it != sqs_.end() && dma_ != nullptr) FetchLocked(it->second, std::nullopt, batch);
+                }
+            }
+            if (batch.count == 0) break;
+            inflight_ += batch.count;
+            stats_.commands += batch.count;
         }
-        for (const auto& f : fetched) SubmitOne(f.qid, f.sqe, epoch, f.quick);
-        fetched.clear();
+        for (Request* r = batch.head; r != nullptr;) {
+            Request* next = r->next;  // r may complete inline and be reused
+            SubmitOne(r);
+            r = next;
+        }
     }
-    tls_fetch = outer;
+    tls_fetching_device = outer;
 }
 
-void NvmePciDevice::FetchLocked(Sq& sq, std::optional<uint32_t> mmio_tail, std::vector<Fetched>& out) {
+void NvmePciDevice::FetchLocked(Sq& sq, std::optional<uint32_t> mmio_tail, Batch& out) {
     const bool shadow = ShadowedLocked(sq.qid);
     if (!shadow) {
         if (mmio_tail) sq.tail = *mmio_tail;
@@ -372,16 +439,21 @@ void NvmePciDevice::FetchLocked(Sq& sq, std::optional<uint32_t> mmio_tail, std::
     }
     for (;;) {
         while (sq.head != sq.tail) {
-            Fetched f{sq.qid, false, {}};
-            if (!dma_->Read(sq.base + uint64_t(sq.head) * 64, f.sqe.b, 64).ok()) {
+            Request* r = AcquireLocked(*sq.pool);
+            if (!dma_->Read(sq.base + uint64_t(sq.head) * 64, r->sqe.b, 64).ok()) {
+                ReleaseLocked(r);
                 stats_.bad_doorbells++;
                 return;  // ring not in guest memory: nothing sane to fetch
             }
-            f.quick = shadow && IsQuick(f.sqe);
-            if (f.quick) sq.quick_inflight++;
+            r->qid = sq.qid;
+            r->epoch = epoch_;
+            r->quick = shadow && IsQuick(r->sqe);
+            if (r->quick) sq.quick_inflight++;
             if (sq.mmio_covered > 0) sq.mmio_covered--;
             else if (shadow) stats_.shadow_commands++;
-            out.push_back(f);
+            *out.tail = r;
+            out.tail = &r->next;
+            out.count++;
             sq.head = (sq.head + 1) % sq.entries;
         }
         if (sq.qid < dbbuf_.slots && !shadow) {
@@ -404,7 +476,10 @@ void NvmePciDevice::FetchLocked(Sq& sq, std::optional<uint32_t> mmio_tail, std::
     }
 }
 
-void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t epoch, bool quick) {
+void NvmePciDevice::SubmitOne(Request* r) {
+    // A copy: once `r` completes (perhaps inside Submit) another command may take it.
+    const nvme::SqeBytes sqe = r->sqe;
+    const uint16_t qid = r->qid;
     nvme::DataTransfer xfer = ctrl_->TransferOf(qid, sqe);
     DmaSpace* dma;
     {
@@ -412,64 +487,69 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
         dma = dma_;
     }
     if (xfer.dir == nvme::DataTransfer::kNone || xfer.bytes == 0 || dma == nullptr) {
-        ctrl_->Submit(qid, sqe, {}, [this, qid, epoch, quick](const nvme::CqeBytes& c, uint32_t) {
-            Complete(qid, epoch, quick, c, false);
-        });
+        ctrl_->Submit(qid, sqe, {}, [this, r](const nvme::CqeBytes& c, uint32_t) { Complete(r, c, false); });
         return;
     }
     nvme::Sqe s;
     std::memcpy(&s, sqe.b, sizeof(s));
-    bool c2h = xfer.dir == nvme::DataTransfer::kControllerToHost;
+    r->c2h = xfer.dir == nvme::DataTransfer::kControllerToHost;
+    r->dma = dma;
+    r->bytes = xfer.bytes;
+    if (!r->segs) r->segs = std::make_unique<DmaSegment[]>(seg_capacity_);  // once per request
+    DmaSegmentList segs({r->segs.get(), seg_capacity_});
     uint32_t psdt = (s.flags >> 6) & 3;
-    DptrWalk walk;
+    uint16_t walked;
     if (psdt == 0) {
-        walk = WalkPrp(*dma, s.dptr1.get(), s.dptr2.get(), xfer.bytes, page_size());
+        walked = WalkPrp(*dma, s.dptr1.get(), s.dptr2.get(), xfer.bytes, page_size(), segs);
     } else {
         SglDescriptor sgl;
         std::memcpy(&sgl, sqe.b + 24, sizeof(sgl));
-        walk = WalkSgl(*dma, sgl, xfer.bytes, c2h);
+        walked = WalkSgl(*dma, sgl, xfer.bytes, r->c2h, segs);
     }
-    if (!walk.ok()) {
+    if (walked != dptr_sc::kSuccess) {
         {
             util::MutexLock lk(mu_);
             stats_.dptr_errors++;
         }
-        Complete(qid, epoch, quick, ErrorCqe(sqe, walk.status), false);
+        Complete(r, ErrorCqe(sqe, walked), false);
         return;
     }
+    r->nsegs = uint32_t(segs.size());
     {
         util::MutexLock lk(mu_);
         data_inflight_++;
     }
-    // Zero copy when one mapped segment holds all the data; else a bounce buffer.
-    if (walk.segments.size() == 1 && !walk.segments[0].bit_bucket) {
-        if (uint8_t* p = dma->Translate(walk.segments[0].addr, xfer.bytes, c2h)) {
+    // Zero copy when one mapped segment holds all the data; else a bounce buffer from the SQ's pool.
+    if (segs.size() == 1 && !segs[0].bit_bucket) {
+        if (uint8_t* p = dma->Translate(segs[0].addr, xfer.bytes, r->c2h)) {
             {
                 util::MutexLock lk(mu_);
                 stats_.zero_copy++;
             }
             ctrl_->Submit(qid, sqe, std::span<uint8_t>(p, xfer.bytes),
-                          [this, qid, epoch, quick](const nvme::CqeBytes& c, uint32_t) {
-                              Complete(qid, epoch, quick, c, true);
-                          });
+                          [this, r](const nvme::CqeBytes& c, uint32_t) { Complete(r, c, true); });
             return;
         }
     }
-    // The bounce buffer and segments live until the completion (one allocation: this path
-    // copies anyway).
-    struct Bounce {
-        std::vector<uint8_t> buf;
-        std::vector<DmaSegment> segs;
-        DmaSpace* dma;
-        bool c2h;
-        bool quick;
-    };
-    auto* bounce = new Bounce{std::vector<uint8_t>(xfer.bytes), std::move(walk.segments), dma, c2h, quick};
-    if (!c2h) {
-        uint16_t st = CopyFromGuest(*dma, bounce->segs, bounce->buf.data(), xfer.bytes);
+    {
+        util::MutexLock lk(mu_);
+        std::vector<BounceBuffer>& spare = r->pool->spare_bounce;
+        if (!spare.empty()) {
+            r->bounce = std::move(spare.back());
+            spare.pop_back();
+        }
+    }
+    if (r->bounce.capacity < xfer.bytes) {
+        r->bounce.capacity = BounceSize(xfer.bytes);
+        r->bounce.data = std::make_unique_for_overwrite<uint8_t[]>(r->bounce.capacity);
+    }
+    uint8_t* const buf = r->bounce.data.get();
+    if (r->c2h) {
+        std::memset(buf, 0, xfer.bytes);  // the controller's seam promises zeroes
+    } else {
+        uint16_t st = CopyFromGuest(*dma, segs.segments(), buf, xfer.bytes);
         if (st != dptr_sc::kSuccess) {
-            delete bounce;
-            Complete(qid, epoch, quick, ErrorCqe(sqe, st), true);
+            Complete(r, ErrorCqe(sqe, st), true);
             return;
         }
     }
@@ -477,13 +557,12 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
         util::MutexLock lk(mu_);
         stats_.bounced++;
     }
-    ctrl_->Submit(qid, sqe, std::span<uint8_t>(bounce->buf),
-                  [this, qid, epoch, bounce](const nvme::CqeBytes& c, uint32_t c2h_len) {
-                      std::unique_ptr<Bounce> b(bounce);
+    ctrl_->Submit(qid, sqe, std::span<uint8_t>(buf, xfer.bytes),
+                  [this, r](const nvme::CqeBytes& c, uint32_t c2h_len) {
                       nvme::CqeBytes out = c;
-                      if (b->c2h && c2h_len > 0) {
-                          uint16_t st = CopyToGuest(*b->dma, b->segs, b->buf.data(),
-                                                    std::min<uint64_t>(c2h_len, b->buf.size()));
+                      if (r->c2h && c2h_len > 0) {
+                          uint16_t st = CopyToGuest(*r->dma, {r->segs.get(), r->nsegs}, r->bounce.data.get(),
+                                                    std::min<uint64_t>(c2h_len, r->bytes));
                           if (st != dptr_sc::kSuccess) {
                               nvme::SqeBytes fake{};
                               std::memcpy(fake.b + 2, c.b + 12, 2);  // cid
@@ -491,7 +570,7 @@ void NvmePciDevice::SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t 
                               std::memcpy(out.b, c.b, 8);
                           }
                       }
-                      Complete(qid, epoch, b->quick, out, true);
+                      Complete(r, out, true);
                   });
 }
 
@@ -541,7 +620,9 @@ int NvmePciDevice::PostLocked(Cq& cq, const nvme::CqeBytes& in) {
     return cq.irq_enabled ? int(cq.vector) : -1;
 }
 
-void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, bool quick, nvme::CqeBytes cqe, bool with_data) {
+void NvmePciDevice::Complete(Request* r, nvme::CqeBytes cqe, bool with_data) {
+    const uint16_t qid = r->qid;
+    const uint64_t epoch = r->epoch;
     int vector = -1;
     IrqSink* irq = nullptr;
     bool poll = false;
@@ -549,9 +630,10 @@ void NvmePciDevice::Complete(uint16_t qid, uint64_t epoch, bool quick, nvme::Cqe
         util::MutexLock lk(mu_);
         auto sq = sqs_.find(qid);
         if (epoch == epoch_ && sq != sqs_.end()) {
-            if (quick && sq->second.quick_inflight > 0) sq->second.quick_inflight--;
+            if (r->quick && sq->second.quick_inflight > 0) sq->second.quick_inflight--;
             poll = ShadowedLocked(qid);
         }
+        ReleaseLocked(r);
         vector = PostCompletionLocked(qid, epoch, cqe);
         irq = irq_;
     }

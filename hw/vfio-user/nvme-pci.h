@@ -27,6 +27,11 @@
 // thread; SQ fetch runs there, and on a completing thread when shadow doorbells are on.
 // Completions come from controller worker threads and are posted under mu_. Nothing spins: an
 // idle controller costs nothing until the next doorbell write.
+//
+// Memory: an SQ gets one request per entry when it is created, and a request keeps what its
+// data path needs (segment array sized for MDTS, bounce buffers pooled per SQ and grown to the
+// largest transfer), so steady-state I/O allocates nothing (tests/vfio-user/alloc_test.cc).
+// What stays allocated is bounded by the commands a host had in flight at once.
 #pragma once
 
 #include <cstdint>
@@ -100,8 +105,46 @@ private:
     void ResetQueues() override;
     uint16_t SetDoorbellBuffer(uint64_t dbs, uint64_t eis, uint32_t page_size) override;
 
+    // One command from fetch to completion, and the memory its data path reuses, so a steady
+    // stream of I/O allocates nothing. Taken from its SQ's pool at fetch (under mu_), owned by
+    // the thread carrying the command until Complete gives it back (under mu_), before the CQE
+    // is posted: the host may send a new command the moment it sees the CQE.
+    struct RequestPool;
+    struct BounceBuffer {
+        std::unique_ptr<uint8_t[]> data;
+        uint32_t capacity = 0;
+    };
+    struct Request {
+        explicit Request(RequestPool* p) : pool(p) {}
+        RequestPool* const pool;
+        Request* next = nullptr;  // the pool's free list, or the batch being submitted
+        uint16_t qid = 0;
+        bool quick = false;  // counted in its SQ's quick_inflight
+        bool c2h = false;
+        uint64_t epoch = 0;
+        nvme::SqeBytes sqe{};
+        DmaSpace* dma = nullptr;
+        uint32_t bytes = 0;  // data transfer length
+        uint32_t nsegs = 0;
+        std::unique_ptr<DmaSegment[]> segs;  // seg_capacity_ entries, from its first data command on
+        BounceBuffer bounce;                 // borrowed from the pool while the command bounces
+    };
+    // An SQ's requests: one per SQ entry, made with the SQ. A host may reuse an entry once it is
+    // fetched, before the command completes; more commands in flight than entries grow the
+    // pool, which never shrinks while the SQ lives. Bounce buffers are pooled apart from the
+    // requests (only some commands bounce): as many as bounced at once, each grown to the
+    // largest transfer it carried. The fields are mu_'s.
+    struct RequestPool {
+        explicit RequestPool(uint32_t entries);
+        std::deque<Request> requests;  // addresses stay put as it grows
+        Request* free = nullptr;
+        std::vector<BounceBuffer> spare_bounce;  // capacity for one per entry, reserved
+        uint32_t outstanding = 0;
+        bool retired = false;  // its SQ is gone: freed when the last request comes back
+    };
     struct Sq {
-        Sq(uint16_t q, uint64_t b, uint32_t n, uint16_t c) : qid(q), base(b), entries(n), cqid(c) {}
+        Sq(uint16_t q, uint64_t b, uint32_t n, uint16_t c)
+            : qid(q), base(b), entries(n), cqid(c), pool(std::make_unique<RequestPool>(n)) {}
         uint16_t qid;
         uint64_t base;
         uint32_t entries;
@@ -109,6 +152,7 @@ private:
         uint32_t head = 0, tail = 0;
         uint32_t quick_inflight = 0;  // fetched read/write/append/write zeroes not completed
         uint32_t mmio_covered = 0;    // fetched-to-be entries an MMIO doorbell announced
+        std::unique_ptr<RequestPool> pool;
     };
     struct Cq {
         Cq(uint16_t q, uint64_t b, uint32_t n, bool ien, uint16_t v)
@@ -122,26 +166,33 @@ private:
         bool phase = true;
         std::deque<nvme::CqeBytes> overflow;  // completions waiting for CQ space
     };
-    struct Fetched {
-        uint16_t qid;
-        bool quick;
-        nvme::SqeBytes sqe;
+    // Requests fetched under mu_ and submitted after it is released, in SQ order.
+    struct Batch {
+        Request* head = nullptr;
+        Request** tail = &head;
+        uint32_t count = 0;
     };
 
     void RingSqDoorbell(uint16_t qid, uint32_t tail);
     void RingCqDoorbell(uint16_t qid, uint32_t head);
     // Fetches what SQ `qid` holds (tail from `mmio_tail` or the shadow page) and submits it.
-    // Re-entered from an inline completion, it only queues the SQ for the outer call's loop.
+    // Re-entered from an inline completion, it only marks the SQ in fetch_wanted_ for the
+    // outer call's loop.
     void FetchAndSubmit(uint16_t qid, std::optional<uint32_t> mmio_tail);
-    void FetchLocked(Sq& sq, std::optional<uint32_t> mmio_tail, std::vector<Fetched>& out) REQUIRES(mu_);
-    void SubmitOne(uint16_t qid, const nvme::SqeBytes& sqe, uint64_t epoch, bool quick);
+    void FetchLocked(Sq& sq, std::optional<uint32_t> mmio_tail, Batch& out) REQUIRES(mu_);
+    void SubmitOne(Request* r);
+    Request* AcquireLocked(RequestPool& pool) REQUIRES(mu_);
+    void ReleaseLocked(Request* r) REQUIRES(mu_);
+    // Forget SQs; a pool with requests still out moves to retired_pools_ until they return.
+    void EraseSqLocked(std::map<uint16_t, Sq>::iterator it) REQUIRES(mu_);
+    void EraseAllSqsLocked() REQUIRES(mu_);
     // Returns the vector to raise (or -1).
     int PostLocked(Cq& cq, const nvme::CqeBytes& cqe) REQUIRES(mu_);
     // True when the CQ has no free entry, after looking at the shadow head if there is one.
     bool CqFullLocked(Cq& cq) REQUIRES(mu_);
-    // quick: a read/write/append (keeps a shadowed SQ busy); with_data: the command went
-    // through the data path (counted in data_inflight_).
-    void Complete(uint16_t qid, uint64_t epoch, bool quick, nvme::CqeBytes cqe, bool with_data);
+    // Gives `r` back and posts its completion. with_data: the command went through the data
+    // path (counted in data_inflight_).
+    void Complete(Request* r, nvme::CqeBytes cqe, bool with_data);
     // Fills in SQ head and ID and posts to the SQ's CQ; returns the vector to raise (or -1).
     int PostCompletionLocked(uint16_t qid, uint64_t epoch, nvme::CqeBytes cqe) REQUIRES(mu_);
     uint32_t page_size() const;
@@ -157,12 +208,20 @@ private:
     const NvmePciOptions opts_;
     uint64_t bar0_size_;
     std::shared_ptr<nvme::Controller> ctrl_;
+    // Segments a request holds: enough for any PRP transfer within MDTS (n pages, n + 1
+    // pieces); set by Create.
+    uint32_t seg_capacity_ = 0;
     mutable util::Mutex mu_;  // idle_cv_ signals inflight_ or data_inflight_ reaching 0
     PciConfigSpace cfg_ GUARDED_BY(mu_);
     DmaSpace* dma_ GUARDED_BY(mu_) = nullptr;
     IrqSink* irq_ GUARDED_BY(mu_) = nullptr;
     util::CondVar idle_cv_;
     std::map<uint16_t, Sq> sqs_ GUARDED_BY(mu_);
+    std::vector<std::unique_ptr<RequestPool>> retired_pools_ GUARDED_BY(mu_);
+    // SQs an inline completion asked to fetch (bit per qid, max_queue_pairs bits): the
+    // FetchAndSubmit loop running on that thread (or any other) fetches them.
+    std::vector<uint64_t> fetch_wanted_ GUARDED_BY(mu_);
+    uint32_t fetch_wanted_count_ GUARDED_BY(mu_) = 0;
     std::map<uint16_t, Cq> cqs_ GUARDED_BY(mu_);
     uint64_t epoch_ GUARDED_BY(mu_) = 0;  // bumped by ResetQueues; stale completions are dropped
     uint32_t inflight_ GUARDED_BY(mu_) = 0;

@@ -81,14 +81,16 @@ void FuzzDptr(const uint8_t* data, size_t size) {
     len = len % (4u << 20);
     BufferDma dma(data + 40, size - 40);
     uint32_t page = 4096u << (prp1 & 3);
-    DptrWalk w = WalkPrp(dma, prp1 & ~3ull, prp2, len, page);
+    static DmaSegment storage[4096];
+    DmaSegmentList segs(storage);
+    uint16_t st = WalkPrp(dma, prp1 & ~3ull, prp2, len, page, segs);
     uint64_t total = 0;
-    for (auto& s : w.segments) total += s.len;
-    if (w.ok() && total != len) __builtin_trap();
-    w = WalkSgl(dma, sgl, len, prp2 & 1, 256);
+    for (auto& s : segs) total += s.len;
+    if (st == dptr_sc::kSuccess && total != len) __builtin_trap();
+    st = WalkSgl(dma, sgl, len, prp2 & 1, segs, 256);
     total = 0;
-    for (auto& s : w.segments) total += s.len;
-    if (w.ok() && total != len) __builtin_trap();
+    for (auto& s : segs) total += s.len;
+    if (st == dptr_sc::kSuccess && total != len) __builtin_trap();
 }
 
 

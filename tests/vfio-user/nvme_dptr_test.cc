@@ -62,12 +62,35 @@ std::vector<DmaSegment> Merge(const std::vector<DmaSegment>& in) {
 
 constexpr uint32_t kPage = 4096;
 
+// A walk into storage of `capacity` segments, copied out for comparison.
+struct Walked {
+    uint16_t status;
+    std::vector<DmaSegment> segments;
+    bool ok() const { return status == kSuccess; }
+};
+Walked PrpWalk(DmaSpace& dma, uint64_t prp1, uint64_t prp2, uint64_t len, uint32_t page,
+               size_t capacity = 4096) {
+    std::vector<DmaSegment> storage(capacity);
+    DmaSegmentList out(storage);
+    Walked w{WalkPrp(dma, prp1, prp2, len, page, out), {}};
+    w.segments.assign(out.begin(), out.end());
+    return w;
+}
+Walked SglWalk(DmaSpace& dma, const SglDescriptor& sgl1, uint64_t len, bool to_guest,
+               uint32_t max_descriptors = 4096, size_t capacity = 4096) {
+    std::vector<DmaSegment> storage(capacity);
+    DmaSegmentList out(storage);
+    Walked w{WalkSgl(dma, sgl1, len, to_guest, out, max_descriptors), {}};
+    w.segments.assign(out.begin(), out.end());
+    return w;
+}
+
 TEST(Prp, SinglePageAndTwoPages) {
     VectorDma dma(1 << 20);
-    auto w = WalkPrp(dma, 0x1010, 0, 100, kPage);
+    auto w = PrpWalk(dma, 0x1010, 0, 100, kPage);
     ASSERT_TRUE(w.ok());
     EXPECT_EQ(w.segments, (std::vector<DmaSegment>{{0x1010, 100}}));
-    w = WalkPrp(dma, 0x1800, 0x5000, 4096, kPage);
+    w = PrpWalk(dma, 0x1800, 0x5000, 4096, kPage);
     ASSERT_TRUE(w.ok());
     EXPECT_EQ(w.segments, (std::vector<DmaSegment>{{0x1800, 0x800}, {0x5000, 0x800}}));
     EXPECT_EQ(dma.reads, 0) << "no list for two pages";
@@ -75,18 +98,18 @@ TEST(Prp, SinglePageAndTwoPages) {
 
 TEST(Prp, OffsetsAreChecked) {
     VectorDma dma(1 << 20);
-    EXPECT_EQ(WalkPrp(dma, 0x1002, 0, 8, kPage).status, kPrpOffsetInvalid);
-    EXPECT_EQ(WalkPrp(dma, 0x1000, 0x2100, 8192, kPage).status, kPrpOffsetInvalid);
+    EXPECT_EQ(PrpWalk(dma, 0x1002, 0, 8, kPage).status, kPrpOffsetInvalid);
+    EXPECT_EQ(PrpWalk(dma, 0x1000, 0x2100, 8192, kPage).status, kPrpOffsetInvalid);
     dma.Put64(0x3000, 0x7000);
     dma.Put64(0x3008, 0x8010);  // data entry with an offset
-    EXPECT_EQ(WalkPrp(dma, 0x1000, 0x3000, 3 * kPage, kPage).status, kPrpOffsetInvalid);
-    EXPECT_EQ(WalkPrp(dma, 0x1000, 0x3004, 3 * kPage, kPage).status, kPrpOffsetInvalid);
-    EXPECT_EQ(WalkPrp(dma, 0x1000, 0, 0, kPage).status, kInvalidField);
+    EXPECT_EQ(PrpWalk(dma, 0x1000, 0x3000, 3 * kPage, kPage).status, kPrpOffsetInvalid);
+    EXPECT_EQ(PrpWalk(dma, 0x1000, 0x3004, 3 * kPage, kPage).status, kPrpOffsetInvalid);
+    EXPECT_EQ(PrpWalk(dma, 0x1000, 0, 0, kPage).status, kInvalidField);
 }
 
 TEST(Prp, ListOutsideGuestMemoryIsDataTransferError) {
     VectorDma dma(1 << 20);
-    EXPECT_EQ(WalkPrp(dma, 0x1000, 0x10000000, 5 * kPage, kPage).status, kDataTransferError);
+    EXPECT_EQ(PrpWalk(dma, 0x1000, 0x10000000, 5 * kPage, kPage).status, kDataTransferError);
 }
 
 TEST(Prp, ChainedListLoopIsBoundedByLength) {
@@ -94,7 +117,7 @@ TEST(Prp, ChainedListLoopIsBoundedByLength) {
     // A list page whose last entry points to itself: the walk ends when the length is used up.
     for (int i = 0; i < 511; i++) dma.Put64(0x3000 + 8 * i, 0x10000 + uint64_t(i) * kPage);
     dma.Put64(0x3000 + 8 * 511, 0x3000);
-    auto w = WalkPrp(dma, 0x1000, 0x3000, 2000ull * kPage, kPage);
+    auto w = PrpWalk(dma, 0x1000, 0x3000, 2000ull * kPage, kPage);
     ASSERT_TRUE(w.ok());
     uint64_t total = 0;
     for (auto& s : w.segments) total += s.len;
@@ -150,7 +173,7 @@ TEST(Prp, RandomLayoutsRoundTrip) {
             }
             // The list pages overlap guest data pages in this test; that is fine for walking.
         }
-        auto w = WalkPrp(dma, prp1, prp2, len, page);
+        auto w = PrpWalk(dma, prp1, prp2, len, page);
         ASSERT_TRUE(w.ok()) << "iter " << iter << " status " << w.status;
         ASSERT_EQ(w.segments, Merge(want)) << "iter " << iter;
     }
@@ -158,14 +181,14 @@ TEST(Prp, RandomLayoutsRoundTrip) {
 
 TEST(Sgl, DataBlockInCommand) {
     VectorDma dma(1 << 20);
-    auto w = WalkSgl(dma, Sgl(0x1234, 100, kSglTypeDataBlock), 100, false);
+    auto w = SglWalk(dma, Sgl(0x1234, 100, kSglTypeDataBlock), 100, false);
     ASSERT_TRUE(w.ok());
     EXPECT_EQ(w.segments, (std::vector<DmaSegment>{{0x1234, 100}}));
-    EXPECT_EQ(WalkSgl(dma, Sgl(0x1234, 99, kSglTypeDataBlock), 100, false).status,
+    EXPECT_EQ(SglWalk(dma, Sgl(0x1234, 99, kSglTypeDataBlock), 100, false).status,
               kDataSglLengthInvalid);
-    EXPECT_EQ(WalkSgl(dma, Sgl(0, 100, kSglTypeBitBucket), 100, false).status,
+    EXPECT_EQ(SglWalk(dma, Sgl(0, 100, kSglTypeBitBucket), 100, false).status,
               kSglDescriptorTypeInvalid) << "bit bucket only for reads";
-    EXPECT_EQ(WalkSgl(dma, Sgl(0, 100, 0x5), 100, false).status, kSglDescriptorTypeInvalid);
+    EXPECT_EQ(SglWalk(dma, Sgl(0, 100, 0x5), 100, false).status, kSglDescriptorTypeInvalid);
 }
 
 TEST(Sgl, SegmentsChainAndLastSegmentEnds) {
@@ -174,27 +197,27 @@ TEST(Sgl, SegmentsChainAndLastSegmentEnds) {
     dma.PutSgl(0x1010, 0x2000, 32, kSglTypeLastSegment);
     dma.PutSgl(0x2000, 0x20000, 256, kSglTypeDataBlock);
     dma.PutSgl(0x2010, 0, 256, kSglTypeBitBucket);
-    auto w = WalkSgl(dma, Sgl(0x1000, 32, kSglTypeSegment), 1024, true);
+    auto w = SglWalk(dma, Sgl(0x1000, 32, kSglTypeSegment), 1024, true);
     ASSERT_TRUE(w.ok()) << w.status;
     EXPECT_EQ(w.segments, (std::vector<DmaSegment>{{0x10000, 512}, {0x20000, 256}, {0, 256, true}}));
     // A Last Segment that chains again is invalid.
     dma.PutSgl(0x2010, 0x3000, 16, kSglTypeSegment);
-    EXPECT_EQ(WalkSgl(dma, Sgl(0x1000, 32, kSglTypeSegment), 1024, true).status,
+    EXPECT_EQ(SglWalk(dma, Sgl(0x1000, 32, kSglTypeSegment), 1024, true).status,
               kInvalidSglSegmentDescriptor);
     // Segment length not a multiple of 16, zero, or misaligned address.
-    EXPECT_EQ(WalkSgl(dma, Sgl(0x1000, 24, kSglTypeSegment), 8, true).status,
+    EXPECT_EQ(SglWalk(dma, Sgl(0x1000, 24, kSglTypeSegment), 8, true).status,
               kInvalidSglSegmentDescriptor);
-    EXPECT_EQ(WalkSgl(dma, Sgl(0x1000, 0, kSglTypeSegment), 8, true).status,
+    EXPECT_EQ(SglWalk(dma, Sgl(0x1000, 0, kSglTypeSegment), 8, true).status,
               kInvalidSglSegmentDescriptor);
-    EXPECT_EQ(WalkSgl(dma, Sgl(0x1001, 16, kSglTypeSegment), 8, true).status, kSglOffsetInvalid);
-    EXPECT_EQ(WalkSgl(dma, Sgl(0xfffff0, 16, kSglTypeSegment), 8, true).status, kDataTransferError);
+    EXPECT_EQ(SglWalk(dma, Sgl(0x1001, 16, kSglTypeSegment), 8, true).status, kSglOffsetInvalid);
+    EXPECT_EQ(SglWalk(dma, Sgl(0xfffff0, 16, kSglTypeSegment), 8, true).status, kDataTransferError);
 }
 
 TEST(Sgl, SelfLoopIsBoundedByDescriptorLimit) {
     VectorDma dma(1 << 20);
     dma.PutSgl(0x1000, 0x10000, 0, kSglTypeDataBlock);  // zero-length data keeps "need" > 0
     dma.PutSgl(0x1010, 0x1000, 32, kSglTypeSegment);    // points back to itself
-    auto w = WalkSgl(dma, Sgl(0x1000, 32, kSglTypeSegment), 4096, false, 1000);
+    auto w = SglWalk(dma, Sgl(0x1000, 32, kSglTypeSegment), 4096, false, 1000);
     EXPECT_EQ(w.status, kInvalidNumberOfSglDescriptors);
     EXPECT_LE(dma.reads, 501);
 }
@@ -269,11 +292,11 @@ TEST(Sgl, RandomChainsRoundTrip) {
             need -= s.len;
             want_prefix.push_back(s);
         }
-        auto w = WalkSgl(dma, first, len, to_guest);
+        auto w = SglWalk(dma, first, len, to_guest);
         ASSERT_TRUE(w.ok()) << "iter " << iter << " status " << w.status;
         ASSERT_EQ(w.segments, Merge(want_prefix)) << "iter " << iter;
         // Asking for more than described fails.
-        EXPECT_EQ(WalkSgl(dma, first, total + 1, to_guest).status, kDataSglLengthInvalid);
+        EXPECT_EQ(SglWalk(dma, first, total + 1, to_guest).status, kDataSglLengthInvalid);
     }
 }
 
@@ -285,8 +308,47 @@ TEST(Copy, ToAndFromGuestSkipsBitBuckets) {
     EXPECT_EQ(std::memcmp(dma.mem.data() + 0x200, "fgh", 3), 0);
     char buf[8];
     EXPECT_EQ(CopyFromGuest(dma, segs, buf, 8), kDataTransferError) << "bit bucket on a write";
-    EXPECT_EQ(CopyFromGuest(dma, {{0x100, 3}}, buf, 3), kSuccess);
-    EXPECT_EQ(CopyFromGuest(dma, {{0xffffff, 3}}, buf, 3), kDataTransferError);
+    std::vector<DmaSegment> one = {{0x100, 3}}, outside = {{0xffffff, 3}};
+    EXPECT_EQ(CopyFromGuest(dma, one, buf, 3), kSuccess);
+    EXPECT_EQ(CopyFromGuest(dma, outside, buf, 3), kDataTransferError);
+}
+
+// The segment storage is fixed (a request slot's, sized for MDTS): a transfer scattered over
+// more pieces fails with a status instead of growing it. Contiguous pieces merge and fit.
+TEST(Capacity, MoreSegmentsThanTheStorageHoldsFailTheWalk) {
+    VectorDma dma(1 << 20);
+    for (int i = 0; i < 4; i++) dma.Put64(0x3000 + 8 * i, 0x10000 + uint64_t(i) * 2 * kPage);  // scattered
+    EXPECT_TRUE(PrpWalk(dma, 0x1000, 0x3000, 5 * kPage, kPage, 5).ok());
+    EXPECT_EQ(PrpWalk(dma, 0x1000, 0x3000, 5 * kPage, kPage, 4).status, kDataTransferError);
+    EXPECT_EQ(PrpWalk(dma, 0x1800, 0x5000, kPage, kPage, 1).status, kDataTransferError);
+    for (int i = 0; i < 4; i++) dma.Put64(0x3000 + 8 * i, 0x10000 + uint64_t(i) * kPage);  // contiguous
+    auto w = PrpWalk(dma, 0x10000 - kPage, 0x3000, 5 * kPage, kPage, 1);
+    ASSERT_TRUE(w.ok());
+    EXPECT_EQ(w.segments, (std::vector<DmaSegment>{{0x10000 - kPage, 5 * kPage}}));
+
+    dma.PutSgl(0x1000, 0x10000, 512, kSglTypeDataBlock);
+    dma.PutSgl(0x1010, 0x20000, 512, kSglTypeDataBlock);
+    dma.PutSgl(0x1020, 0x30000, 512, kSglTypeDataBlock);
+    EXPECT_TRUE(SglWalk(dma, Sgl(0x1000, 48, kSglTypeLastSegment), 1536, false, 4096, 3).ok());
+    EXPECT_EQ(SglWalk(dma, Sgl(0x1000, 48, kSglTypeLastSegment), 1536, false, 4096, 2).status,
+              kInvalidNumberOfSglDescriptors);
+}
+
+// A PRP list page and an SGL segment bigger than the walkers' stack chunk are read in pieces
+// with the same result.
+TEST(Chunks, LargeListPagesAndSegmentsAreReadInPieces) {
+    VectorDma dma(8 << 20);
+    const uint32_t page = 16 * kPage;  // 2048 entries per list page
+    for (int i = 0; i < 1500; i++) dma.Put64(0x100000 + 8 * i, 0x200000 + uint64_t(i) * 2 * page);
+    auto w = PrpWalk(dma, 0x10000, 0x100000, 1501ull * page, page);
+    ASSERT_TRUE(w.ok()) << w.status;
+    ASSERT_EQ(w.segments.size(), 1501u);
+    EXPECT_EQ(w.segments[1000], (DmaSegment{0x200000 + 999ull * 2 * page, page}));
+    for (int i = 0; i < 600; i++) dma.PutSgl(0x10000 + 16 * i, 0x400000 + uint64_t(i) * 32, 16, kSglTypeDataBlock);
+    auto s = SglWalk(dma, Sgl(0x10000, 600 * 16, kSglTypeLastSegment), 600 * 16, false);
+    ASSERT_TRUE(s.ok()) << s.status;
+    ASSERT_EQ(s.segments.size(), 600u);
+    EXPECT_EQ(s.segments[599], (DmaSegment{0x400000 + 599 * 32, 16}));
 }
 
 }  // namespace

@@ -388,6 +388,70 @@ TEST_F(Dbbuf, ManyCommandsFromARacingHostAreNeverLost) {
            total, (unsigned long long)s.sq_doorbells, (unsigned long long)s.shadow_commands, cq_rings_);
 }
 
+// A host may reuse an SQ entry once the controller has fetched it, before the command
+// completes, so more commands can be in flight than the SQ has entries. The device's requests
+// are made per SQ entry when the SQ is created; these extra commands must grow the pool (and
+// later ones reuse it), never fail or wait.
+TEST_F(Dbbuf, MoreCommandsInFlightThanSqEntriesGrowTheRequestPool) {
+    constexpr uint32_t kSmall = 4;
+    ASSERT_EQ(Admin(nvme::qtest::SetFeatures(0x07, 0x00030003)), 0);
+    ASSERT_EQ(Admin(Cmd(0x05).u64(24, kIoCq).cdw(10, 1 | (kIoEntries - 1) << 16).cdw(11, 1 | 2 | 1u << 16)), 0);
+    ASSERT_EQ(Admin(Cmd(0x01).u64(24, kIoSq).cdw(10, 1 | (kSmall - 1) << 16).cdw(11, 1 | 1u << 16)), 0);
+    io_head_ = 0;
+    io_phase_ = 1;
+    uint32_t tail = 0;
+    for (int round = 0; round < 2; round++) {
+        CloseGate();
+        const int w = writes_seen();
+        const int kCommands = 10;
+        for (int i = 0; i < kCommands; i++) {
+            Cmd c = WriteCmd(uint64_t(i)).cid(uint16_t(100 + i));
+            ASSERT_TRUE(mem_.Write(kIoSq + 64ull * tail, c.s.b, 64).ok());
+            tail = (tail + 1) % kSmall;
+            MmioSqTail(1, tail);  // fetched before the write returns: the entry is free again
+        }
+        ASSERT_TRUE(WaitWriteAtGate(w));
+        EXPECT_EQ(dev_->stats().inflight, uint32_t(kCommands)) << "round " << round;
+        OpenGate();
+        auto st = WaitIo(kCommands);
+        ASSERT_EQ(st.size(), size_t(kCommands)) << "round " << round;
+        for (uint16_t v : st) EXPECT_EQ(v, 0);
+    }
+    for (int i = 0; i < 1000 && dev_->stats().inflight != 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_EQ(dev_->stats().inflight, 0u);
+}
+
+// A controller reset while commands are in flight: their SQ (and its requests) is gone from
+// the device's view, the requests come back when the commands finish, and the controller
+// works again after re-enabling.
+TEST_F(Dbbuf, ResetWithCommandsInFlightThenQueuesAgain) {
+    ASSERT_EQ(ConfigDbbuf(), 0);
+    CreateIoQueues();
+    CloseGate();
+    const int w = writes_seen();
+    for (int i = 0; i < 3; i++) SubmitIo(WriteCmd(uint64_t(i)));
+    ASSERT_TRUE(WaitWriteAtGate(w));
+    std::thread opener([this] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        OpenGate();
+    });
+    Disable();
+    opener.join();
+    for (int i = 0; i < 2000 && dev_->stats().inflight != 0; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_EQ(dev_->stats().inflight, 0u);
+    // As a host's fresh queue memory: stale entries with phase 1 would read as completions.
+    std::vector<uint8_t> zeros(16 * kIoEntries, 0);
+    ASSERT_TRUE(mem_.Write(kAcq, zeros.data(), 16 * kAdminEntries).ok());
+    ASSERT_TRUE(mem_.Write(kIoCq, zeros.data(), zeros.size()).ok());
+    Enable();
+    ASSERT_EQ(ConfigDbbuf(), 0);
+    CreateIoQueues();
+    for (int i = 0; i < 20; i++) SubmitIo(i % 2 ? ReadCmd(uint64_t(i)) : WriteCmd(uint64_t(i)));
+    auto st = WaitIo(20);
+    ASSERT_EQ(st.size(), 20u);
+    for (uint16_t v : st) EXPECT_EQ(v, 0);
+}
+
 TEST_F(Dbbuf, ControllerResetForgetsTheBuffers) {
     ASSERT_EQ(ConfigDbbuf(), 0);
     CreateIoQueues();
