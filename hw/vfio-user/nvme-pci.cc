@@ -21,19 +21,6 @@ uint64_t RoundUpPow2(uint64_t v) {
     return p;
 }
 
-// Commands that finish within an I/O's time: while one of them is in flight its SQ counts as
-// busy and is polled at each completion instead of being woken by MMIO. A Flush or a zone
-// reset may take a while; a command queued behind one must not wait for it.
-bool IsQuick(const nvme::SqeBytes& sqe) {
-    switch (sqe.b[0]) {
-    case nvme::opc::kRead:
-    case nvme::opc::kWrite:
-    case nvme::opc::kWriteZeroes:
-    case nvme::opc::kZoneAppend: return true;
-    default: return false;
-    }
-}
-
 uint32_t Distance(uint32_t from, uint32_t to, uint32_t entries) { return (to + entries - from) % entries; }
 
 // The device whose FetchAndSubmit this thread runs: a completion delivered inline by Submit
@@ -447,8 +434,6 @@ void NvmePciDevice::FetchLocked(Sq& sq, std::optional<uint32_t> mmio_tail, Batch
             }
             r->qid = sq.qid;
             r->epoch = epoch_;
-            r->quick = shadow && IsQuick(r->sqe);
-            if (r->quick) sq.quick_inflight++;
             if (sq.mmio_covered > 0) sq.mmio_covered--;
             else if (shadow) stats_.shadow_commands++;
             *out.tail = r;
@@ -628,11 +613,7 @@ void NvmePciDevice::Complete(Request* r, nvme::CqeBytes cqe, bool with_data) {
     bool poll = false;
     {
         util::MutexLock lk(mu_);
-        auto sq = sqs_.find(qid);
-        if (epoch == epoch_ && sq != sqs_.end()) {
-            if (r->quick && sq->second.quick_inflight > 0) sq->second.quick_inflight--;
-            poll = ShadowedLocked(qid);
-        }
+        poll = epoch == epoch_ && sqs_.count(qid) && ShadowedLocked(qid);
         ReleaseLocked(r);
         vector = PostCompletionLocked(qid, epoch, cqe);
         irq = irq_;

@@ -11,17 +11,18 @@
 // Shadow doorbells (Doorbell Buffer Config, OACS bit 8): once the host gives a Shadow Doorbell
 // page and an EventIdx page, an I/O queue's SQ tail / CQ head are read from the shadow page and
 // the MMIO doorbell is only a wake-up the host sends when the EventIdx we publish says so
-// (Linux nvme_dbbuf_update_and_check_event: MMIO iff EventIdx lies in [old, new) ). The rule
-// that keeps the host from ringing: an SQ with quick I/O (read, write, write zeroes, append)
-// in flight is "busy"; we look at its shadow tail on every completion and leave its EventIdx
-// behind, so the host's updates do not ring. When an SQ goes idle we publish EventIdx = the
-// tail we consumed, then (full fence) read the shadow again: a host that wrote the shadow
-// after our read but read the old EventIdx did not ring, and this second read sees its write
-// (the host does the mirror image: shadow store, full barrier, EventIdx load). A CQ's EventIdx
-// sits one behind the head we know, so the host never rings for it, except while completions
-// wait for CQ space (EventIdx = head, the same publish-then-re-read). The admin queue keeps
-// MMIO doorbells: Linux 6.1 never sets up shadow slots for qid 0 (nvme_dbbuf_init skips it);
-// we publish its EventIdx = the value consumed so a host that did use them would still ring.
+// (Linux nvme_dbbuf_update_and_check_event: MMIO iff EventIdx lies in [old, new) ). Each time
+// we fetch from an SQ we publish EventIdx = the tail we consumed, then (full fence) read the
+// shadow again: a host that wrote the shadow after our read but read the old EventIdx did not
+// ring, and this second read sees its write (the host does the mirror image: shadow store, full
+// barrier, EventIdx load). So the host rings once for the first command after each fetch, and a
+// command never waits for another's completion to be seen. We also look at the shadow tail after
+// every completion, which starts a command queued meanwhile before its doorbell message arrives
+// (the message then finds nothing new). A CQ's EventIdx sits one behind the head we know, so
+// the host never rings for it, except while completions wait for CQ space (EventIdx = head,
+// the same publish-then-re-read). The admin queue keeps MMIO doorbells: Linux 6.1 never sets
+// up shadow slots for qid 0 (nvme_dbbuf_init skips it); we publish its EventIdx = the value
+// consumed so a host that did use them would still ring.
 //
 // Threading: region accesses (and therefore MMIO doorbells) arrive on the vfio-user server
 // thread; SQ fetch runs there, and on a completing thread when shadow doorbells are on.
@@ -119,7 +120,6 @@ private:
         RequestPool* const pool;
         Request* next = nullptr;  // the pool's free list, or the batch being submitted
         uint16_t qid = 0;
-        bool quick = false;  // counted in its SQ's quick_inflight
         bool c2h = false;
         uint64_t epoch = 0;
         nvme::SqeBytes sqe{};
@@ -150,7 +150,6 @@ private:
         uint32_t entries;
         uint16_t cqid;
         uint32_t head = 0, tail = 0;
-        uint32_t quick_inflight = 0;  // fetched read/write/append/write zeroes not completed
         uint32_t mmio_covered = 0;    // fetched-to-be entries an MMIO doorbell announced
         std::unique_ptr<RequestPool> pool;
     };
