@@ -31,8 +31,10 @@ def start(tmp, shadow):
 def test_zoned_mix_verifies_over_vfio_user(tmp, shadow):
     d, sock, img = start(tmp, shadow)
     try:
-        r = run([LOAD, "--socket", sock, "--queues", "2", "--qd", "8", "--runtime", "2", "--report-ms", "100",
-                 "--shadow-doorbells", shadow], timeout=120)
+        # Two zones per queue: each queue fills and resets a zone every ~256 commands, so even a
+        # slow run (ASan on a loaded machine) resets, appends and reports within its 3 s.
+        r = run([LOAD, "--socket", sock, "--queues", "2", "--qd", "8", "--runtime", "3", "--report-ms", "100",
+                 "--zones-per-queue", "2", "--shadow-doorbells", shadow], timeout=120)
         s = json.loads(r.out.strip().splitlines()[-1])
         assert r.rc == 0, r.err
     finally:
@@ -41,7 +43,8 @@ def test_zoned_mix_verifies_over_vfio_user(tmp, shadow):
     assert ops >= 300, s
     assert s["verify_failures"] == 0 and s["lost_acknowledged_bytes"] == 0, r.err
     assert s["bytes_verified"] > 0, "nothing written was read back"
-    assert s["ops"]["reset"] > 0 and s["ops"]["append"] > 0 and s["report_checks"] > 0, s
+    assert s["ops"]["reset"] > 0 and s["ops"]["append"] > 0, s["ops"]
+    assert s["report_checks"] > 0, s
     assert s["unexpected_statuses"] == {} and s["report_mismatches"] == 0 and s["append_lba_errors"] == 0, s
     assert s["missed_interrupts"] == 0, s
     assert s["clean_shutdown"], "Delete I/O SQ/CQ or CC.SHN failed: " + r.err
