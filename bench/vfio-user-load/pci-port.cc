@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "hw/nvme/spec.h"
 #include "hw/vfio-user/protocol.h"
 
 namespace qzns::load {
@@ -13,12 +14,6 @@ namespace qzns::load {
 namespace {
 
 constexpr uint32_t kPage = 4096;
-
-// Linux's nvme_dbbuf_need_event: the controller wants an MMIO write when the EventIdx it
-// published lies in [old, new).
-bool NeedEvent(uint16_t event_idx, uint16_t new_idx, uint16_t old) {
-    return static_cast<uint16_t>(new_idx - event_idx - 1) < static_cast<uint16_t>(new_idx - old);
-}
 
 }  // namespace
 
@@ -68,7 +63,7 @@ bool PciQueuePort::Ring(uint32_t slot, uint32_t value) {
         // other's write, so a doorbell is never lost.
         std::atomic_thread_fence(std::memory_order_seq_cst);
         const uint32_t ei = __atomic_load_n(reinterpret_cast<uint32_t*>(eventidx_ + slot), __ATOMIC_RELAXED);
-        if (!NeedEvent(static_cast<uint16_t>(ei), static_cast<uint16_t>(value), static_cast<uint16_t>(old)))
+        if (!nvme::ShadowDoorbellNeedsMmio(static_cast<uint16_t>(ei), static_cast<uint16_t>(value), static_cast<uint16_t>(old)))
             return true;
     }
     mmio_doorbells_++;

@@ -419,6 +419,12 @@ constexpr uint32_t kOaesZoneDescriptorChanged = 1u << 27;
 // OACS: Doorbell Buffer Config supported (bit 8). Only PCI controllers set it: the command
 // is not defined over fabrics.
 constexpr uint16_t kOacsDoorbellBufferConfig = 1u << 8;
+// Shadow doorbells (Base 2.0 5.8): after storing a new tail/head `new_idx` over `old` in the
+// Shadow Doorbell buffer, a host writes the MMIO doorbell only when the EventIdx the controller
+// published lies in [old, new_idx) (modulo 2^16, as Linux's nvme_dbbuf_need_event computes it).
+inline bool ShadowDoorbellNeedsMmio(uint16_t event_idx, uint16_t new_idx, uint16_t old) {
+    return uint16_t(new_idx - event_idx - 1) < uint16_t(new_idx - old);
+}
 constexpr uint32_t kCtrattHostId128 = 1u << 0;
 constexpr uint32_t kCtrattTbkas = 1u << 6;
 constexpr uint8_t kLpaCommandEffects = 1u << 1;

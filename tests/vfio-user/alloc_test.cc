@@ -31,10 +31,14 @@
 #include "hw/nvme/subsystem.h"
 #include "hw/vfio-user/nvme-pci.h"
 #include "hw/vfio-user/server.h"
+#include "tests/vfio-user/server-call.h"
 #include "tests/alloc-count.h"
 
 namespace qzns::vfu {
 namespace {
+
+using testing::CallServer;
+using testing::Raw;
 
 constexpr uint64_t kZone = 16 << 20;
 constexpr uint32_t kLba = 4096;
@@ -48,18 +52,6 @@ constexpr uint64_t kData = 0x100000;     // 64 KiB per in-flight command
 constexpr size_t kGuestBytes = 4 << 20;
 
 enum class Doorbells { kMmio, kShadow };
-
-template <typename T>
-std::vector<uint8_t> Raw(const T& v) {
-    std::vector<uint8_t> b(sizeof(T));
-    std::memcpy(b.data(), &v, sizeof(T));
-    return b;
-}
-
-// Linux's nvme_dbbuf_need_event.
-bool NeedEvent(uint16_t event_idx, uint16_t new_idx, uint16_t old) {
-    return uint16_t(new_idx - event_idx - 1) < uint16_t(new_idx - old);
-}
 
 class VfioUserAllocationFree : public ::testing::Test {
 protected:
@@ -127,15 +119,7 @@ protected:
     }
 
     int Call(Command cmd, std::vector<uint8_t> payload, int fd = -1) {
-        Message m;
-        m.hdr.command.set(uint16_t(cmd));
-        m.hdr.msg_size.set(uint32_t(16 + payload.size()));
-        m.payload = std::move(payload);
-        if (fd >= 0) m.fds.emplace_back(fd);
-        auto r = server_->HandleMessage(m);
-        EXPECT_TRUE(r.ok()) << r.status().message();
-        if (!r.ok() || !r->has_value()) return -1;
-        return ((*r)->hdr.flags.get() & kFlagError) ? int((*r)->hdr.error.get()) : 0;
+        return CallServer(*server_, cmd, std::move(payload), fd);
     }
 
     // Guest memory in a memfd the client maps with DMA_MAP; `sealed` (F_SEAL_SHRINK, as QEMU's
@@ -301,7 +285,7 @@ protected:
         if (doorbells_ == Doorbells::kMmio) return Reg(nvme::reg::kDoorbellBase + 8, io_tail_, 4);
         Store32(kDbs + 8, io_tail_);
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (NeedEvent(uint16_t(Load32(kEis + 8)), uint16_t(io_tail_), uint16_t(old_tail)))
+        if (nvme::ShadowDoorbellNeedsMmio(uint16_t(Load32(kEis + 8)), uint16_t(io_tail_), uint16_t(old_tail)))
             Reg(nvme::reg::kDoorbellBase + 8, io_tail_, 4);
     }
     void RingCq() {
@@ -309,7 +293,7 @@ protected:
         uint32_t old = Load32(kDbs + 12);
         Store32(kDbs + 12, io_head_);
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (NeedEvent(uint16_t(Load32(kEis + 12)), uint16_t(io_head_), uint16_t(old)))
+        if (nvme::ShadowDoorbellNeedsMmio(uint16_t(Load32(kEis + 12)), uint16_t(io_head_), uint16_t(old)))
             Reg(nvme::reg::kDoorbellBase + 12, io_head_, 4);
     }
 

@@ -75,11 +75,6 @@ constexpr uint64_t kData = 0x100000;
 constexpr uint32_t kAdminEntries = 32, kIoEntries = 64;
 constexpr uint64_t kGuestSize = 4 << 20;
 
-// Linux's nvme_dbbuf_need_event.
-bool NeedEvent(uint16_t event_idx, uint16_t new_idx, uint16_t old) {
-    return uint16_t(new_idx - event_idx - 1) < uint16_t(new_idx - old);
-}
-
 class Dbbuf : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -197,7 +192,7 @@ protected:
         io_tail_ = (io_tail_ + 1) % kIoEntries;
         mem_.Store32(kDbs + 8, io_tail_);
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        bool need = NeedEvent(uint16_t(mem_.Load32(kEis + 8)), uint16_t(io_tail_), uint16_t(old));
+        bool need = nvme::ShadowDoorbellNeedsMmio(uint16_t(mem_.Load32(kEis + 8)), uint16_t(io_tail_), uint16_t(old));
         if (need && ring) MmioSqTail(1, io_tail_);
         return need;
     }
@@ -219,7 +214,7 @@ protected:
             uint32_t old = mem_.Load32(kDbs + 12);
             mem_.Store32(kDbs + 12, io_head_);
             std::atomic_thread_fence(std::memory_order_seq_cst);
-            if (NeedEvent(uint16_t(mem_.Load32(kEis + 12)), uint16_t(io_head_), uint16_t(old))) {
+            if (nvme::ShadowDoorbellNeedsMmio(uint16_t(mem_.Load32(kEis + 12)), uint16_t(io_head_), uint16_t(old))) {
                 cq_rings_++;
                 MmioCqHead(1, io_head_);
             }

@@ -22,21 +22,18 @@
 #include "hw/vfio-user/nvme-dptr.h"
 #include "hw/vfio-user/nvme-pci.h"
 #include "hw/vfio-user/server.h"
+#include "tests/vfio-user/server-call.h"
 
 namespace qzns::vfu {
 namespace {
+
+using testing::CallServer;
+using testing::Raw;
 
 constexpr uint64_t kGuest = 0x100000;  // IOVA of memfd page 0
 constexpr uint64_t kAsq = 0x0000, kAcq = 0x1000, kIoCq = 0x2000, kIoSq = 0x3000, kPrpList = 0x4000,
                    kData = 0x8000;
 constexpr size_t kGuestBytes = 64 << 10;
-
-template <typename T>
-std::vector<uint8_t> Raw(const T& v) {
-    std::vector<uint8_t> b(sizeof(T));
-    std::memcpy(b.data(), &v, sizeof(T));
-    return b;
-}
 
 nvme::Sqe PrpSqe(uint8_t opcode, uint16_t cid, uint64_t prp1, uint64_t prp2 = 0) {
     nvme::Sqe s{};
@@ -108,16 +105,7 @@ protected:
 
     // Runs one command message; returns the reply's errno (0: success).
     int Call(Command cmd, std::vector<uint8_t> payload, int fd = -1) {
-        Message m;
-        m.hdr.command.set(uint16_t(cmd));
-        m.hdr.msg_size.set(uint32_t(16 + payload.size()));
-        m.payload = std::move(payload);
-        if (fd >= 0) m.fds.emplace_back(fd);
-        auto r = server_->HandleMessage(m);
-        EXPECT_TRUE(r.ok()) << r.status().message();
-        if (!r.ok() || !r->has_value()) return -1;
-        last_reply_ = std::move(**r);
-        return (last_reply_.hdr.flags.get() & kFlagError) ? int(last_reply_.hdr.error.get()) : 0;
+        return CallServer(*server_, cmd, std::move(payload), fd, &last_reply_);
     }
     void Bar0Write(uint64_t off, uint64_t value, uint32_t size) {
         RegionAccessPayload a;
