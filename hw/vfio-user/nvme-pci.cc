@@ -500,29 +500,24 @@ void NvmePciDevice::SubmitOne(Request* r) {
         return;
     }
     r->nsegs = uint32_t(segs.size());
+    // Zero copy when one mapped segment holds all the data; else a bounce buffer from the SQ's
+    // pool. One critical section counts the command's data in flight and does either's bookkeeping.
+    uint8_t* direct = (segs.size() == 1 && !segs[0].bit_bucket) ? dma->Translate(segs[0].addr, xfer.bytes, r->c2h)
+                                                               : nullptr;
     {
         util::MutexLock lk(mu_);
         data_inflight_++;
-    }
-    // Zero copy when one mapped segment holds all the data; else a bounce buffer from the SQ's pool.
-    if (segs.size() == 1 && !segs[0].bit_bucket) {
-        if (uint8_t* p = dma->Translate(segs[0].addr, xfer.bytes, r->c2h)) {
-            {
-                util::MutexLock lk(mu_);
-                stats_.zero_copy++;
-            }
-            ctrl_->Submit(qid, sqe, std::span<uint8_t>(p, xfer.bytes),
-                          [this, r](const nvme::CqeBytes& c, uint32_t) { Complete(r, c, true); });
-            return;
-        }
-    }
-    {
-        util::MutexLock lk(mu_);
-        std::vector<BounceBuffer>& spare = r->pool->spare_bounce;
-        if (!spare.empty()) {
+        if (direct != nullptr) {
+            stats_.zero_copy++;
+        } else if (std::vector<BounceBuffer>& spare = r->pool->spare_bounce; !spare.empty()) {
             r->bounce = std::move(spare.back());
             spare.pop_back();
         }
+    }
+    if (direct != nullptr) {
+        ctrl_->Submit(qid, sqe, std::span<uint8_t>(direct, xfer.bytes),
+                      [this, r](const nvme::CqeBytes& c, uint32_t) { Complete(r, c, true); });
+        return;
     }
     if (r->bounce.capacity < xfer.bytes) {
         r->bounce.capacity = BounceSize(xfer.bytes);
